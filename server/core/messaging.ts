@@ -1,0 +1,353 @@
+import type { DeliveryRouter, Push } from "../route/delivery-router.js";
+import type { MessageStore } from "../store/message-store.js";
+import type { Clock } from "./clock.js";
+import { directConversationId, isUserId, parseConversationId } from "./conversation-id.js";
+import { clampPage, type Limits } from "./limits.js";
+import type { MessageIdGenerator } from "./message-id.js";
+import { compareSessions, type ConversationRecord, type SessionEntry, type StoredMessage } from "./model.js";
+import { fail, ok, type Failure, type Result } from "./result.js";
+
+/** Where a message goes: an existing conversation, or the direct conversation with a user. */
+export type SendTarget = { readonly conversationId: string } | { readonly toUserId: string };
+
+/** A send as the core sees it (already decoded and validated against the proto rules). */
+export interface SendCommand {
+  readonly target: SendTarget;
+  readonly clientMsgId: string;
+  readonly contentType: string;
+  readonly data: Uint8Array;
+}
+
+/** The outcome of a send: the stored message (the original one for a repeated clientMsgId). */
+export interface SendOutcome {
+  readonly message: StoredMessage;
+  readonly duplicate: boolean;
+}
+
+/** A client's position in one conversation, as sent in a sync request. */
+export interface Cursor {
+  readonly conversationId: string;
+  readonly lastSeq: number;
+  readonly readSeq: number;
+}
+
+/** A sync request. Zero limits mean the server's defaults. */
+export interface SyncCommand {
+  readonly cursors: readonly Cursor[];
+  readonly maxMessagesPerConversation: number;
+  readonly maxSessions: number;
+}
+
+/** One changed session with the messages after the client's cursor. */
+export interface SessionUpdate {
+  readonly session: SessionEntry;
+  readonly messages: StoredMessage[];
+  readonly hasMoreMessages: boolean;
+}
+
+/** The answer to a sync. */
+export interface SyncOutcome {
+  readonly sessions: SessionUpdate[];
+  readonly removedConversationIds: string[];
+  readonly hasMoreSessions: boolean;
+}
+
+/** A range fetch: messages with afterSeq < seq <= upToSeq (0: to the newest). */
+export interface FetchCommand {
+  readonly conversationId: string;
+  readonly afterSeq: number;
+  readonly upToSeq: number;
+  readonly limit: number;
+}
+
+/** The answer to a range fetch. */
+export interface FetchOutcome {
+  readonly messages: StoredMessage[];
+  readonly lastSeq: number;
+  readonly hasMore: boolean;
+}
+
+/** A page of a list and the token for the next one ("" when it is the last). */
+export interface Page<T> {
+  readonly items: T[];
+  readonly nextPageToken: string;
+}
+
+/** What the core needs from its surroundings. */
+export interface MessagingDeps {
+  readonly store: MessageStore;
+  readonly router: DeliveryRouter;
+  readonly clock: Clock;
+  readonly ids: MessageIdGenerator;
+  readonly limits: Limits;
+  /** Told about failures of background work (fan-out), which has no caller to answer. */
+  readonly onBackgroundError?: (error: unknown, context: string) => void;
+}
+
+/**
+ * The messaging domain: sends, sync, gap repair, read positions and groups, over a
+ * MessageStore and a DeliveryRouter. Pure: no I/O of its own, no timers, no global time or
+ * randomness, so the simulator runs it on virtual time.
+ *
+ * Every method takes the authenticated user id; membership is checked here, so no caller can
+ * read or write a conversation it does not belong to. Store failures propagate as rejections
+ * (StoreUnavailableError: retryable); expected refusals come back as Failure results.
+ */
+export class Messaging {
+  readonly #deps: MessagingDeps;
+  /** Per-conversation chain of fan-outs, so pushes of one conversation leave in seq order. */
+  readonly #fanouts = new Map<string, Promise<void>>();
+
+  constructor(deps: MessagingDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Appends a message and pushes it to every live connection of every member, the sender's
+   * other connections included (not `originConnectionId`, which gets the result instead).
+   */
+  async send(userId: string, command: SendCommand, originConnectionId?: string): Promise<Result<SendOutcome>> {
+    const { store, limits, clock, ids } = this.#deps;
+    if (command.data.byteLength > limits.bodyBytesMax) {
+      return fail("body_too_large", `message body is ${command.data.byteLength} bytes; the limit is ${limits.bodyBytesMax}`);
+    }
+    const resolved = await this.#resolveSendTarget(userId, command.target);
+    if (!resolved.ok) return resolved;
+    const conversation = resolved.value;
+    const result = await store.append({
+      conversationId: conversation.id,
+      senderId: userId,
+      clientMsgId: command.clientMsgId,
+      messageId: ids.next(),
+      sentAtMs: clock.nowMs(),
+      contentType: command.contentType,
+      data: command.data,
+    });
+    if (!result.duplicate) {
+      this.#fanout(conversation, { kind: "message", message: result.message }, originConnectionId);
+    }
+    return ok(result);
+  }
+
+  /** Returns the sessions that are new or changed relative to `cursors`, with new messages. */
+  async sync(userId: string, command: SyncCommand): Promise<Result<SyncOutcome>> {
+    const { store, limits } = this.#deps;
+    const perConversation = clampPage(command.maxMessagesPerConversation, limits.syncMessagesDefault, limits.syncMessagesMax);
+    const sessionsMax = clampPage(command.maxSessions, limits.syncSessionsDefault, limits.syncSessionsMax);
+    const sessions = await store.listSessions(userId, limits.sessionsScanMax);
+    const cursors = new Map<string, Cursor>();
+    for (const cursor of command.cursors) cursors.set(cursor.conversationId, cursor);
+
+    const changed: SessionEntry[] = [];
+    for (const session of sessions) {
+      const cursor = cursors.get(session.conversationId);
+      // A cursor beyond the head means the client holds something the server does not
+      // (a bug, or a store restored from an older backup): tell it the truth.
+      if (cursor === undefined || cursor.lastSeq !== session.lastSeq || cursor.readSeq !== session.readSeq) {
+        changed.push(session);
+      }
+    }
+    // Sessions beyond the scan bound are unknown, not removed.
+    const removedConversationIds: string[] = [];
+    if (sessions.length < limits.sessionsScanMax) {
+      const known = new Set(sessions.map((s) => s.conversationId));
+      for (const id of cursors.keys()) if (!known.has(id)) removedConversationIds.push(id);
+    }
+
+    const page = changed.slice(0, sessionsMax);
+    const updates = await Promise.all(
+      page.map(async (session): Promise<SessionUpdate> => {
+        const after = cursors.get(session.conversationId)?.lastSeq ?? 0;
+        if (after >= session.lastSeq) return { session, messages: [], hasMoreMessages: false };
+        const messages = await store.readRange(session.conversationId, after, undefined, perConversation + 1);
+        const hasMoreMessages = messages.length > perConversation;
+        if (hasMoreMessages) messages.length = perConversation;
+        return { session, messages, hasMoreMessages };
+      }),
+    );
+    return ok({ sessions: updates, removedConversationIds, hasMoreSessions: changed.length > sessionsMax });
+  }
+
+  /** Messages of one conversation in (afterSeq, upToSeq], for gap repair and history. */
+  async fetchRange(userId: string, command: FetchCommand): Promise<Result<FetchOutcome>> {
+    const { store, limits } = this.#deps;
+    const conversation = await this.#memberConversation(userId, command.conversationId);
+    if (!conversation.ok) return conversation;
+    const { lastSeq } = conversation.value;
+    if (command.upToSeq !== 0 && command.upToSeq < command.afterSeq) {
+      return fail("invalid_argument", `up_to_seq ${command.upToSeq} is below after_seq ${command.afterSeq}`);
+    }
+    if (command.afterSeq > lastSeq || command.upToSeq > lastSeq) {
+      const beyond = Math.max(command.afterSeq, command.upToSeq);
+      return fail("out_of_range", `seq ${beyond} is beyond the conversation's last seq ${lastSeq}`);
+    }
+    const limit = clampPage(command.limit, limits.fetchDefault, limits.fetchMax);
+    const upTo = command.upToSeq === 0 ? undefined : command.upToSeq;
+    const messages = await store.readRange(command.conversationId, command.afterSeq, upTo, limit + 1);
+    const hasMore = messages.length > limit;
+    if (hasMore) messages.length = limit;
+    return ok({ messages, lastSeq, hasMore });
+  }
+
+  /**
+   * Moves the user's read position forward and tells the user's other connections. Returns
+   * the effective position (read positions never move back).
+   */
+  async markRead(userId: string, conversationId: string, readSeq: number, originConnectionId?: string): Promise<Result<number>> {
+    const conversation = await this.#memberConversation(userId, conversationId);
+    if (!conversation.ok) return conversation;
+    if (readSeq > conversation.value.lastSeq) {
+      return fail("out_of_range", `read_seq ${readSeq} is beyond the conversation's last seq ${conversation.value.lastSeq}`);
+    }
+    const effective = await this.#deps.store.markRead(userId, conversationId, readSeq);
+    this.#deps.router.deliver([userId], { kind: "read", conversationId, readSeq: effective }, originConnectionId);
+    return ok(effective);
+  }
+
+  /** Creates a group owned by `userId` with it and `memberIds` as members. */
+  async createGroup(userId: string, title: string, memberIds: readonly string[]): Promise<Result<ConversationRecord>> {
+    const { store, limits, clock, ids } = this.#deps;
+    const members = [...new Set([userId, ...memberIds])];
+    const invalid = members.find((m) => !isUserId(m));
+    if (invalid !== undefined) return fail("invalid_argument", `invalid user id ${JSON.stringify(invalid)}`);
+    if (members.length > limits.groupMembersMax) {
+      return fail("limit_exceeded", `a group holds at most ${limits.groupMembersMax} members`);
+    }
+    const record = await store.createGroup({ id: `g:${ids.next()}`, title, ownerId: userId, createdAtMs: clock.nowMs() }, members);
+    return ok(record);
+  }
+
+  /** Adds users to a group; the caller must be a member. */
+  async addMembers(userId: string, conversationId: string, userIds: readonly string[]): Promise<Result<{ added: number; memberCount: number }>> {
+    const group = await this.#memberGroup(userId, conversationId);
+    if (!group.ok) return group;
+    const invalid = userIds.find((m) => !isUserId(m));
+    if (invalid !== undefined) return fail("invalid_argument", `invalid user id ${JSON.stringify(invalid)}`);
+    const { store, limits, clock } = this.#deps;
+    const change = await store.addMembers(conversationId, [...new Set(userIds)], limits.groupMembersMax, clock.nowMs());
+    if (change === "limit") return fail("limit_exceeded", `a group holds at most ${limits.groupMembersMax} members`);
+    return ok({ added: change.changed, memberCount: change.memberCount });
+  }
+
+  /** Removes users from a group: the owner may remove anyone, a member only itself. */
+  async removeMembers(userId: string, conversationId: string, userIds: readonly string[]): Promise<Result<{ removed: number; memberCount: number }>> {
+    const group = await this.#memberGroup(userId, conversationId);
+    if (!group.ok) return group;
+    if (group.value.ownerId !== userId && userIds.some((id) => id !== userId)) {
+      return fail("permission_denied", "only the group's owner may remove other members");
+    }
+    const change = await this.#deps.store.removeMembers(conversationId, [...new Set(userIds)]);
+    return ok({ removed: change.changed, memberCount: change.memberCount });
+  }
+
+  /** A page of a conversation's members, ascending; the caller must be a member. */
+  async listMembers(userId: string, conversationId: string, pageSize: number, pageToken: string): Promise<Result<Page<string>>> {
+    const conversation = await this.#memberConversation(userId, conversationId);
+    if (!conversation.ok) return conversation;
+    if (pageToken !== "" && !isUserId(pageToken)) return fail("invalid_argument", "page_token is not one this server issued");
+    const { limits, store } = this.#deps;
+    const size = clampPage(pageSize, limits.pageDefault, limits.pageMax);
+    const items = await store.listMembers(conversationId, pageToken, size + 1);
+    const more = items.length > size;
+    if (more) items.length = size;
+    return ok({ items, nextPageToken: more ? items[items.length - 1]! : "" });
+  }
+
+  /** A page of the user's session list, most recently active first. */
+  async listConversations(userId: string, pageSize: number, pageToken: string): Promise<Result<Page<SessionEntry>>> {
+    const { limits, store } = this.#deps;
+    const size = clampPage(pageSize, limits.pageDefault, limits.pageMax);
+    const after = decodeSessionToken(pageToken);
+    if (after === undefined) return fail("invalid_argument", "page_token is not one this server issued");
+    const sessions = await store.listSessions(userId, limits.sessionsScanMax);
+    const start = after === null ? 0 : sessions.findIndex((s) => compareSessions(s, after) > 0);
+    const items = start < 0 ? [] : sessions.slice(start, start + size);
+    const last = items[items.length - 1];
+    const more = start >= 0 && start + size < sessions.length && last !== undefined;
+    return ok({ items, nextPageToken: more ? `${last.updatedAtMs}.${last.conversationId}` : "" });
+  }
+
+  /** Resolves once every fan-out started so far has been handed to the router. */
+  async settled(): Promise<void> {
+    while (this.#fanouts.size > 0) await Promise.all(this.#fanouts.values());
+  }
+
+  async #resolveSendTarget(userId: string, target: SendTarget): Promise<Result<ConversationRecord>> {
+    const { store, clock } = this.#deps;
+    let conversationId: string;
+    if ("toUserId" in target) {
+      if (!isUserId(target.toUserId)) return fail("invalid_argument", `invalid user id ${JSON.stringify(target.toUserId)}`);
+      if (target.toUserId === userId) return fail("invalid_argument", "cannot start a direct conversation with yourself");
+      conversationId = directConversationId(userId, target.toUserId);
+    } else {
+      conversationId = target.conversationId;
+    }
+    const parsed = parseConversationId(conversationId);
+    if (parsed === undefined) return fail("invalid_argument", `invalid conversation id ${JSON.stringify(conversationId)}`);
+    if (parsed.kind === "direct") {
+      if (userId !== parsed.userA && userId !== parsed.userB) return notMember(conversationId);
+      const existing = await store.getConversation(conversationId);
+      return ok(existing ?? (await store.ensureDirect(conversationId, parsed.userA, parsed.userB, clock.nowMs())));
+    }
+    return this.#memberConversation(userId, conversationId);
+  }
+
+  async #memberConversation(userId: string, conversationId: string): Promise<Result<ConversationRecord>> {
+    const { store } = this.#deps;
+    const conversation = await store.getConversation(conversationId);
+    if (conversation === undefined) {
+      return fail("conversation_not_found", `conversation ${JSON.stringify(conversationId)} does not exist`);
+    }
+    if (!(await store.isMember(conversationId, userId))) return notMember(conversationId);
+    return ok(conversation);
+  }
+
+  async #memberGroup(userId: string, conversationId: string): Promise<Result<ConversationRecord>> {
+    if (parseConversationId(conversationId)?.kind !== "group") {
+      return fail("failed_precondition", `${JSON.stringify(conversationId)} is not a group`);
+    }
+    return this.#memberConversation(userId, conversationId);
+  }
+
+  #fanout(conversation: ConversationRecord, push: Push, originConnectionId: string | undefined): void {
+    const id = conversation.id;
+    const previous = this.#fanouts.get(id) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.#deliverToMembers(conversation, push, originConnectionId))
+      .catch((error: unknown) => this.#deps.onBackgroundError?.(error, `fan-out of ${id}`))
+      .finally(() => {
+        if (this.#fanouts.get(id) === next) this.#fanouts.delete(id);
+      });
+    this.#fanouts.set(id, next);
+  }
+
+  async #deliverToMembers(conversation: ConversationRecord, push: Push, originConnectionId: string | undefined): Promise<void> {
+    const { router, store, limits } = this.#deps;
+    const parsed = parseConversationId(conversation.id);
+    if (parsed?.kind === "direct") {
+      router.deliver([parsed.userA, parsed.userB], push, originConnectionId);
+      return;
+    }
+    let after = "";
+    for (;;) {
+      const batch = await store.listMembers(conversation.id, after, limits.fanoutBatch);
+      if (batch.length > 0) router.deliver(batch, push, originConnectionId);
+      if (batch.length < limits.fanoutBatch) return;
+      after = batch[batch.length - 1]!;
+    }
+  }
+}
+
+function notMember(conversationId: string): Failure {
+  return fail("not_member", `you are not a member of conversation ${JSON.stringify(conversationId)}`);
+}
+
+/** null: first page; undefined: not a token this server issued. */
+function decodeSessionToken(token: string): SessionEntry | null | undefined {
+  if (token === "") return null;
+  const dot = token.indexOf(".");
+  const updatedAtMs = Number(token.slice(0, dot));
+  const conversationId = token.slice(dot + 1);
+  if (dot <= 0 || !Number.isSafeInteger(updatedAtMs) || parseConversationId(conversationId) === undefined) return undefined;
+  return { conversationId, updatedAtMs, kind: "group", lastSeq: 0, lastMessage: undefined, readSeq: 0, peerUserId: "", title: "" };
+}
