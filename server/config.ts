@@ -1,0 +1,78 @@
+import { parseArgs } from "node:util";
+import { DEV_JWT_SECRET } from "./gateway/auth.js";
+
+/** Server configuration, from flags (first) and environment variables. */
+export interface ServerConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly store: "sqlite" | "memory";
+  readonly dataDir: string;
+  readonly sqliteSync: "full" | "normal";
+  readonly jwtSecret: string;
+  readonly logLevel: string;
+  readonly maxBodyBytes: number;
+  readonly maxFrameBytes: number;
+  readonly maxGroupMembers: number;
+  readonly heartbeatTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly pushQueueMax: number;
+  readonly pushQueueBytesMax: number;
+  readonly inFlightMax: number;
+  readonly drainTimeoutMs: number;
+  readonly reconnectSpreadMs: number;
+}
+
+interface Option {
+  readonly flag: string;
+  readonly env: string;
+  readonly key: keyof ServerConfig;
+  readonly fallback: string;
+  readonly kind: "string" | "int" | readonly string[];
+  readonly doc: string;
+}
+
+/** Every setting: flag, environment variable, default and meaning (the README's table). */
+export const OPTIONS: readonly Option[] = [
+  { flag: "host", env: "IM_HOST", key: "host", fallback: "127.0.0.1", kind: "string", doc: "address to listen on (0.0.0.0 for every interface)" },
+  { flag: "port", env: "IM_PORT", key: "port", fallback: "8080", kind: "int", doc: "port for Connect, gRPC and gRPC-Web (HTTP/2 cleartext and HTTP/1.1)" },
+  { flag: "store", env: "IM_STORE", key: "store", fallback: "sqlite", kind: ["sqlite", "memory"], doc: "message store: sqlite (durable, embedded) or memory (tests)" },
+  { flag: "data-dir", env: "IM_DATA_DIR", key: "dataDir", fallback: ".data", kind: "string", doc: "directory of the embedded store (im.sqlite)" },
+  { flag: "sqlite-sync", env: "IM_SQLITE_SYNC", key: "sqliteSync", fallback: "full", kind: ["full", "normal"], doc: "SQLite synchronous mode: full survives power loss, normal only process crashes" },
+  { flag: "jwt-secret", env: "IM_JWT_SECRET", key: "jwtSecret", fallback: DEV_JWT_SECRET, kind: "string", doc: "HS256 secret for bearer tokens (the default is for development only)" },
+  { flag: "log-level", env: "IM_LOG_LEVEL", key: "logLevel", fallback: "info", kind: ["trace", "debug", "info", "warn", "error", "fatal", "silent"], doc: "pino log level" },
+  { flag: "max-body-bytes", env: "IM_MAX_BODY_BYTES", key: "maxBodyBytes", fallback: "65536", kind: "int", doc: "largest message body" },
+  { flag: "max-frame-bytes", env: "IM_MAX_FRAME_BYTES", key: "maxFrameBytes", fallback: "1048576", kind: "int", doc: "largest request message (frame) on the wire" },
+  { flag: "max-group-members", env: "IM_MAX_GROUP_MEMBERS", key: "maxGroupMembers", fallback: "100000", kind: "int", doc: "largest group" },
+  { flag: "heartbeat-timeout-ms", env: "IM_HEARTBEAT_TIMEOUT_MS", key: "heartbeatTimeoutMs", fallback: "90000", kind: "int", doc: "silence after which a long connection is closed" },
+  { flag: "heartbeat-interval-ms", env: "IM_HEARTBEAT_INTERVAL_MS", key: "heartbeatIntervalMs", fallback: "30000", kind: "int", doc: "server heartbeat interval on browser push streams" },
+  { flag: "push-queue-max", env: "IM_PUSH_QUEUE_MAX", key: "pushQueueMax", fallback: "1024", kind: "int", doc: "pushes queued per connection before a slow-consumer disconnect" },
+  { flag: "push-queue-bytes-max", env: "IM_PUSH_QUEUE_BYTES_MAX", key: "pushQueueBytesMax", fallback: "8388608", kind: "int", doc: "body bytes queued per connection before a slow-consumer disconnect" },
+  { flag: "inflight-max", env: "IM_INFLIGHT_MAX", key: "inFlightMax", fallback: "64", kind: "int", doc: "requests in flight per long connection" },
+  { flag: "drain-timeout-ms", env: "IM_DRAIN_TIMEOUT_MS", key: "drainTimeoutMs", fallback: "10000", kind: "int", doc: "on SIGTERM, how long in-flight requests may take to finish" },
+  { flag: "reconnect-spread-ms", env: "IM_RECONNECT_SPREAD_MS", key: "reconnectSpreadMs", fallback: "5000", kind: "int", doc: "on shutdown, clients are told to reconnect after a random delay up to this" },
+];
+
+/** Parses flags and environment; throws an Error naming the bad setting. */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: "string" as const }])),
+    strict: true,
+    allowPositionals: false,
+  });
+  const config: Record<string, string | number> = {};
+  for (const o of OPTIONS) {
+    const raw = (values[o.flag] as string | undefined) ?? env[o.env] ?? o.fallback;
+    if (o.kind === "int") {
+      const n = Number(raw);
+      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${o.flag} / ${o.env} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+      config[o.key] = n;
+    } else if (Array.isArray(o.kind)) {
+      if (!o.kind.includes(raw)) throw new Error(`--${o.flag} / ${o.env} must be one of ${o.kind.join(", ")}, got ${JSON.stringify(raw)}`);
+      config[o.key] = raw;
+    } else {
+      config[o.key] = raw;
+    }
+  }
+  return config as unknown as ServerConfig;
+}

@@ -1,0 +1,76 @@
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import {
+  AddMembersRequestSchema,
+  AddMembersResponseSchema,
+  ConversationService,
+  CreateGroupRequestSchema,
+  CreateGroupResponseSchema,
+  ListConversationsRequestSchema,
+  ListConversationsResponseSchema,
+  ListMembersRequestSchema,
+  ListMembersResponseSchema,
+  RemoveMembersRequestSchema,
+  RemoveMembersResponseSchema,
+} from "../../gen/im/v1/conversation_pb.js";
+import type { Messaging } from "../core/messaging.js";
+import type { Result } from "../core/result.js";
+import type { TokenVerifier } from "./auth.js";
+import { toWireConversation, toWireSession } from "./codec.js";
+import { failureToConnectError, toConnectError } from "./errors.js";
+import type { RequestValidator } from "./request-validator.js";
+
+/** What the conversation service needs. */
+export interface ConversationServiceDeps {
+  readonly messaging: Messaging;
+  readonly verifier: TokenVerifier;
+  readonly validator: RequestValidator;
+  readonly logger: Logger;
+}
+
+/** The ConversationService implementation: groups, members and the session list. */
+export function createConversationService(deps: ConversationServiceDeps): ServiceImpl<typeof ConversationService> {
+  const { messaging, verifier, validator, logger } = deps;
+
+  /** Authenticates, validates `req` against its proto rules, runs `op`, maps every failure. */
+  async function call<D extends DescMessage, T>(schema: D, req: MessageShape<D>, ctx: HandlerContext, op: (userId: string) => Promise<Result<T>>): Promise<T> {
+    try {
+      const { userId } = await verifier.verify(ctx.requestHeader.get("authorization"));
+      const invalid = validator.check(schema, req);
+      if (invalid !== undefined) throw invalid;
+      const result = await op(userId);
+      if (!result.ok) throw failureToConnectError(result);
+      return result.value;
+    } catch (error) {
+      const connectError = toConnectError(error);
+      if (connectError.cause !== undefined && !(connectError.cause instanceof ConnectError)) {
+        logger.warn({ err: connectError.cause }, "request failed");
+      }
+      throw connectError;
+    }
+  }
+
+  return {
+    async createGroup(req, ctx) {
+      const group = await call(CreateGroupRequestSchema, req, ctx, (u) => messaging.createGroup(u, req.title, req.memberUserIds));
+      return create(CreateGroupResponseSchema, { conversation: toWireConversation(group) });
+    },
+    async addMembers(req, ctx) {
+      const r = await call(AddMembersRequestSchema, req, ctx, (u) => messaging.addMembers(u, req.conversationId, req.userIds));
+      return create(AddMembersResponseSchema, r);
+    },
+    async removeMembers(req, ctx) {
+      const r = await call(RemoveMembersRequestSchema, req, ctx, (u) => messaging.removeMembers(u, req.conversationId, req.userIds));
+      return create(RemoveMembersResponseSchema, r);
+    },
+    async listMembers(req, ctx) {
+      const page = await call(ListMembersRequestSchema, req, ctx, (u) => messaging.listMembers(u, req.conversationId, req.pageSize, req.pageToken));
+      return create(ListMembersResponseSchema, { userIds: page.items, nextPageToken: page.nextPageToken });
+    },
+    async listConversations(req, ctx) {
+      const page = await call(ListConversationsRequestSchema, req, ctx, (u) => messaging.listConversations(u, req.pageSize, req.pageToken));
+      return create(ListConversationsResponseSchema, { sessions: page.items.map(toWireSession), nextPageToken: page.nextPageToken });
+    },
+  };
+}

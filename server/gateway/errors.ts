@@ -1,0 +1,63 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, ErrorReason, type ErrorDetail } from "../../gen/im/v1/message_pb.js";
+import { RequestErrorSchema, type RequestError } from "../../gen/im/v1/gateway_pb.js";
+import { StoreUnavailableError, type Failure, type FailureReason } from "../core/result.js";
+
+/** The one table from domain reasons to wire codes. */
+const REASONS: Record<FailureReason, { code: Code; reason: ErrorReason }> = {
+  invalid_argument: { code: Code.InvalidArgument, reason: ErrorReason.INVALID_ARGUMENT },
+  body_too_large: { code: Code.InvalidArgument, reason: ErrorReason.BODY_TOO_LARGE },
+  not_member: { code: Code.PermissionDenied, reason: ErrorReason.NOT_MEMBER },
+  permission_denied: { code: Code.PermissionDenied, reason: ErrorReason.PERMISSION_DENIED },
+  conversation_not_found: { code: Code.NotFound, reason: ErrorReason.CONVERSATION_NOT_FOUND },
+  out_of_range: { code: Code.OutOfRange, reason: ErrorReason.OUT_OF_RANGE },
+  failed_precondition: { code: Code.FailedPrecondition, reason: ErrorReason.FAILED_PRECONDITION },
+  limit_exceeded: { code: Code.ResourceExhausted, reason: ErrorReason.LIMIT_EXCEEDED },
+};
+
+const UNAVAILABLE_RETRY_MS = 500;
+
+function detail(reason: ErrorReason, retryable: boolean, retryAfterMs = 0): ErrorDetail {
+  return create(ErrorDetailSchema, { reason, retryable, retryAfterMs });
+}
+
+/** A domain failure as a ConnectError carrying an ErrorDetail. */
+export function failureToConnectError(failure: Failure): ConnectError {
+  const { code, reason } = REASONS[failure.reason];
+  return new ConnectError(failure.message, code, undefined, [{ desc: ErrorDetailSchema, value: detail(reason, false) }]);
+}
+
+/** An invalid request (protovalidate violations or a bad field) as INVALID_ARGUMENT. */
+export function invalidArgument(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument, undefined, [
+    { desc: ErrorDetailSchema, value: detail(ErrorReason.INVALID_ARGUMENT, false) },
+  ]);
+}
+
+/**
+ * Anything thrown inside a handler, as the ConnectError the client sees. Store outages are
+ * UNAVAILABLE and retryable; ConnectErrors pass through; everything else is INTERNAL with
+ * the original kept in `cause` and no internals in the message.
+ */
+export function toConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof StoreUnavailableError) {
+    return new ConnectError("the message store is unavailable; retry with the same client_msg_id", Code.Unavailable, undefined, [
+      { desc: ErrorDetailSchema, value: detail(ErrorReason.UNAVAILABLE, true, UNAVAILABLE_RETRY_MS) },
+    ], error);
+  }
+  return new ConnectError("internal error", Code.Internal, undefined, [
+    { desc: ErrorDetailSchema, value: detail(ErrorReason.INTERNAL, false) },
+  ], error);
+}
+
+/** A ConnectError as the error frame of the long connection. */
+export function toRequestError(error: ConnectError): RequestError {
+  const found = error.findDetails(ErrorDetailSchema)[0];
+  return create(RequestErrorSchema, {
+    code: error.code,
+    message: error.rawMessage,
+    detail: found ?? detail(ErrorReason.UNSPECIFIED, false),
+  });
+}

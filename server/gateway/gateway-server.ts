@@ -1,0 +1,168 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { randomInt } from "node:crypto";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { DisconnectReason } from "../../gen/im/v1/gateway_pb.js";
+import type { Clock } from "../core/clock.js";
+import type { Messaging } from "../core/messaging.js";
+import type { DeliveryRouter } from "../route/delivery-router.js";
+import type { TokenVerifier } from "./auth.js";
+import type { ConnectionLimits } from "./connection.js";
+import { createConversationService } from "./conversation-service.js";
+import { GatewayOperations } from "./gateway-operations.js";
+import { createGatewayService, type ConnectionRegistry } from "./gateway-service.js";
+import { createRequestValidator } from "./request-validator.js";
+import { GatewayService } from "../../gen/im/v1/gateway_pb.js";
+import { ConversationService } from "../../gen/im/v1/conversation_pb.js";
+
+/** What a gateway server is built from. */
+export interface GatewayServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly messaging: Messaging;
+  readonly router: DeliveryRouter;
+  readonly verifier: TokenVerifier;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly limits: ConnectionLimits;
+  /** Largest request message accepted on the wire, in bytes. */
+  readonly maxFrameBytes: number;
+  /** Interval of the single timer that advances every connection's deadlines. */
+  readonly tickMs?: number;
+  readonly connectionIdPrefix?: string;
+  /** Registers more services (health, reflection) on the same router. */
+  readonly extraRoutes?: (router: ConnectRouter) => void;
+  /** Called when the server starts draining, before clients are told (e.g. health NOT_SERVING). */
+  readonly onDrain?: () => void;
+}
+
+/** A running gateway. */
+export interface GatewayServer {
+  /** The bound port (useful with port 0). */
+  readonly port: number;
+  /** Live long connections and push streams. */
+  connectionCount(): number;
+  /**
+   * Graceful drain: stop accepting, tell every client SERVER_SHUTDOWN with a jittered
+   * reconnect delay, let in-flight requests finish (up to `drainTimeoutMs`), then close.
+   */
+  close(options?: { drainTimeoutMs?: number; reconnectSpreadMs?: number }): Promise<void>;
+}
+
+const H2_PREFACE_START = Buffer.from("PRI");
+
+/**
+ * Starts Connect, gRPC and gRPC-Web on one port: HTTP/2 cleartext (prior knowledge) for native
+ * clients and gRPC, and HTTP/1.1 for browsers' unary calls and server streams, told apart by
+ * the first bytes of each TCP connection.
+ */
+export async function startGatewayServer(options: GatewayServerOptions): Promise<GatewayServer> {
+  const { messaging, router, verifier, clock, logger, limits } = options;
+  const registry: ConnectionRegistry = new Set();
+  const validator = createRequestValidator();
+  const operations = new GatewayOperations(messaging);
+  const gateway = createGatewayService({
+    operations,
+    verifier,
+    validator,
+    router,
+    registry,
+    clock,
+    limits,
+    logger,
+    connectionIdPrefix: options.connectionIdPrefix ?? `c${process.pid}`,
+  });
+  const conversations = createConversationService({ messaging, verifier, validator, logger });
+  const handler = connectNodeAdapter({
+    readMaxBytes: options.maxFrameBytes,
+    routes(r) {
+      r.service(GatewayService, gateway);
+      r.service(ConversationService, conversations);
+      options.extraRoutes?.(r);
+    },
+    fallback(req, res) {
+      if (req.url === "/stats" && req.method === "GET") {
+        const mem = process.memoryUsage();
+        const body = JSON.stringify({ pid: process.pid, connections: registry.size, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, uptimeS: process.uptime() });
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(body);
+        return;
+      }
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("not found");
+    },
+  });
+
+  const h2 = http2.createServer({ maxSessionMemory: 64 }, handler);
+  const h1 = http.createServer(handler);
+  const sockets = new Set<net.Socket>();
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    sniff(socket, (isH2) => (isH2 ? h2 : h1).emit("connection", socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    tcp.once("error", reject);
+    tcp.listen({ host: options.host, port: options.port }, () => {
+      tcp.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (tcp.address() as net.AddressInfo).port;
+  const ticker = setInterval(() => {
+    const now = clock.nowMs();
+    for (const conn of registry) conn.tick(now);
+  }, options.tickMs ?? 1000);
+  ticker.unref();
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    connectionCount: () => registry.size,
+    close(closeOptions = {}) {
+      closing ??= (async () => {
+        const drainTimeoutMs = closeOptions.drainTimeoutMs ?? 10_000;
+        const spreadMs = closeOptions.reconnectSpreadMs ?? 5000;
+        options.onDrain?.();
+        const stopped = new Promise<void>((resolve) => tcp.close(() => resolve()));
+        for (const conn of registry) {
+          conn.disconnect(DisconnectReason.SERVER_SHUTDOWN, "server shutting down: reconnect after reconnect_after_ms", randomInt(0, spreadMs + 1));
+        }
+        const deadline = Date.now() + drainTimeoutMs;
+        while ((registry.size > 0 || [...registry].some((c) => c.inFlight > 0)) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        clearInterval(ticker);
+        await messaging.settled();
+        for (const socket of sockets) socket.end();
+        setTimeout(() => {
+          for (const socket of sockets) socket.destroy();
+        }, 1000).unref();
+        await stopped;
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Tells HTTP/2 prior-knowledge connections ("PRI * HTTP/2.0") from HTTP/1.1 by their first bytes. */
+function sniff(socket: net.Socket, route: (isH2: boolean) => void): void {
+  let seen = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    seen = Buffer.concat([seen, chunk]);
+    if (seen.length < H2_PREFACE_START.length && H2_PREFACE_START.subarray(0, seen.length).equals(seen)) return;
+    socket.off("data", onData);
+    socket.pause();
+    socket.unshift(seen);
+    const isH2 = seen.subarray(0, H2_PREFACE_START.length).equals(H2_PREFACE_START);
+    route(isH2);
+    // HTTP/2 reads what was unshifted with socket.read() on its own; HTTP/1.1 takes it as
+    // 'data' events, which need the stream flowing again.
+    if (!isH2) socket.resume();
+  };
+  socket.on("data", onData);
+  socket.on("error", () => socket.destroy());
+}

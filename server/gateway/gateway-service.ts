@@ -1,0 +1,193 @@
+import { create } from "@bufbuild/protobuf";
+import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import {
+  ConnectRequestSchema,
+  ConnectResponseSchema,
+  DisconnectReason,
+  FetchRangeRequestSchema,
+  GatewayService,
+  MarkReadRequestSchema,
+  PingResponseSchema,
+  ReadPositionSchema,
+  SendRequestSchema,
+  SubscribeResponseSchema,
+  SyncRequestSchema,
+  type ConnectRequest,
+  type ConnectResponse,
+  type SubscribeResponse,
+} from "../../gen/im/v1/gateway_pb.js";
+import type { Clock } from "../core/clock.js";
+import type { DeliveryRouter, Push } from "../route/delivery-router.js";
+import type { Principal, TokenVerifier } from "./auth.js";
+import { toWireMessage } from "./codec.js";
+import { Connection, type ConnectionLimits, type FrameFactory } from "./connection.js";
+import { toConnectError, toRequestError } from "./errors.js";
+import type { GatewayOperations } from "./gateway-operations.js";
+import type { RequestValidator } from "./request-validator.js";
+
+/** The live connections of this process: for ticks, stats and draining on shutdown. */
+export type ConnectionRegistry = Set<Connection<unknown>>;
+
+/** What the gateway service needs. */
+export interface GatewayServiceDeps {
+  readonly operations: GatewayOperations;
+  readonly verifier: TokenVerifier;
+  readonly validator: RequestValidator;
+  readonly router: DeliveryRouter;
+  readonly registry: ConnectionRegistry;
+  readonly clock: Clock;
+  readonly limits: ConnectionLimits;
+  readonly logger: Logger;
+  /** Prefix of connection ids, unique per process (e.g. node and worker). */
+  readonly connectionIdPrefix: string;
+}
+
+const bidiFrames: FrameFactory<ConnectResponse> = {
+  push: (p) => create(ConnectResponseSchema, { frame: pushFrame(p) }),
+  disconnect: (d) => create(ConnectResponseSchema, { frame: { case: "disconnect", value: d } }),
+};
+
+const subscribeFrames: FrameFactory<SubscribeResponse> = {
+  push: (p) => create(SubscribeResponseSchema, { frame: pushFrame(p) }),
+  disconnect: (d) => create(SubscribeResponseSchema, { frame: { case: "disconnect", value: d } }),
+  heartbeat: (nowMs) => create(SubscribeResponseSchema, { frame: { case: "heartbeatMs", value: BigInt(nowMs) } }),
+};
+
+function pushFrame(p: Push) {
+  return p.kind === "message"
+    ? { case: "message" as const, value: toWireMessage(p.message) }
+    : { case: "read" as const, value: create(ReadPositionSchema, { conversationId: p.conversationId, readSeq: BigInt(p.readSeq) }) };
+}
+
+/** The GatewayService implementation: the long connection, the browser stream and unary calls. */
+export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<typeof GatewayService> {
+  const { operations, verifier, validator, router, registry, clock, limits, logger } = deps;
+  let nextConnection = 0;
+
+  async function authenticate(ctx: HandlerContext): Promise<Principal> {
+    return verifier.verify(ctx.requestHeader.get("authorization"));
+  }
+
+  function check<T>(invalid: ConnectError | undefined, value: T): T {
+    if (invalid !== undefined) throw invalid;
+    return value;
+  }
+
+  /** Opens a connection, registers it for pushes, and yields its frames until it ends. */
+  async function* hold<F>(principal: Principal, frames: FrameFactory<F>, ctx: HandlerContext, reader?: (conn: Connection<F>) => Promise<void>): AsyncGenerator<F> {
+    const conn = new Connection<F>(`${deps.connectionIdPrefix}-${++nextConnection}`, principal.userId, principal.expiresAtMs, clock.nowMs(), limits, frames);
+    const entry = conn as Connection<unknown>;
+    registry.add(entry);
+    router.attach(conn);
+    const onAbort = () => conn.close();
+    ctx.signal.addEventListener("abort", onAbort);
+    let failure: ConnectError | undefined;
+    const reading = reader?.(conn).catch((error: unknown) => {
+      failure = toConnectError(error);
+      conn.disconnect(DisconnectReason.PROTOCOL_ERROR, failure.rawMessage, 1000);
+    });
+    try {
+      yield* conn.frames();
+    } finally {
+      ctx.signal.removeEventListener("abort", onAbort);
+      conn.close();
+      router.detach(conn);
+      registry.delete(entry);
+    }
+    await reading;
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Reads client frames of a long connection and answers each with the same request_id. */
+  async function readFrames(principal: Principal, requests: AsyncIterable<ConnectRequest>, conn: Connection<ConnectResponse>): Promise<void> {
+    let sends = Promise.resolve();
+    const running = new Set<Promise<void>>();
+    for await (const frame of requests) {
+      conn.heard(clock.nowMs());
+      if (conn.ending) break;
+      const invalid = validator.check(ConnectRequestSchema, frame);
+      if (invalid !== undefined) {
+        conn.reply(create(ConnectResponseSchema, { requestId: frame.requestId, frame: { case: "error", value: toRequestError(invalid) } }));
+        continue;
+      }
+      if (frame.frame.case === "ping") {
+        const pong = create(PingResponseSchema, { clientTimeMs: frame.frame.value.clientTimeMs, serverTimeMs: BigInt(clock.nowMs()) });
+        conn.reply(create(ConnectResponseSchema, { requestId: frame.requestId, frame: { case: "pong", value: pong } }));
+        continue;
+      }
+      if (!conn.begin()) break;
+      let task: Promise<void>;
+      if (frame.frame.case === "send") {
+        // Sends of one connection are applied in the order they were written, so a client's
+        // own messages keep their order in every conversation.
+        task = sends = sends.then(() => answer(principal, frame, conn));
+      } else {
+        task = answer(principal, frame, conn);
+      }
+      running.add(task);
+      void task.finally(() => {
+        running.delete(task);
+        conn.end();
+      });
+    }
+    await Promise.all(running);
+    conn.close();
+  }
+
+  async function answer(principal: Principal, request: ConnectRequest, conn: Connection<ConnectResponse>): Promise<void> {
+    const { userId } = principal;
+    let frame: ConnectResponse["frame"];
+    try {
+      switch (request.frame.case) {
+        case "send":
+          frame = { case: "send", value: await operations.send(userId, request.frame.value, conn.connectionId) };
+          break;
+        case "sync":
+          frame = { case: "sync", value: await operations.sync(userId, request.frame.value) };
+          break;
+        case "fetchRange":
+          frame = { case: "fetchRange", value: await operations.fetchRange(userId, request.frame.value) };
+          break;
+        case "markRead":
+          frame = { case: "markRead", value: await operations.markRead(userId, request.frame.value, conn.connectionId) };
+          break;
+        default:
+          return;
+      }
+    } catch (error) {
+      const connectError = toConnectError(error);
+      if (connectError.cause !== undefined) logger.warn({ err: connectError.cause, userId }, "request failed");
+      frame = { case: "error", value: toRequestError(connectError) };
+    }
+    conn.reply(create(ConnectResponseSchema, { requestId: request.requestId, frame }));
+  }
+
+  /** Runs a unary call: authenticate, validate, operate; every failure leaves as a ConnectError. */
+  async function unary<T>(ctx: HandlerContext, run: (principal: Principal) => Promise<T>): Promise<T> {
+    try {
+      return await run(await authenticate(ctx));
+    } catch (error) {
+      const connectError = toConnectError(error);
+      if (connectError.cause !== undefined && !(connectError.cause instanceof ConnectError)) {
+        logger.warn({ err: connectError.cause }, "request failed");
+      }
+      throw connectError;
+    }
+  }
+
+  return {
+    async *connect(requests, ctx) {
+      const principal = await authenticate(ctx);
+      yield* hold(principal, bidiFrames, ctx, (conn) => readFrames(principal, requests, conn));
+    },
+    async *subscribe(_req, ctx) {
+      const principal = await authenticate(ctx);
+      yield* hold(principal, subscribeFrames, ctx);
+    },
+    send: (req, ctx) => unary(ctx, (p) => operations.send(p.userId, check(validator.check(SendRequestSchema, req), req))),
+    sync: (req, ctx) => unary(ctx, (p) => operations.sync(p.userId, check(validator.check(SyncRequestSchema, req), req))),
+    fetchRange: (req, ctx) => unary(ctx, (p) => operations.fetchRange(p.userId, check(validator.check(FetchRangeRequestSchema, req), req))),
+    markRead: (req, ctx) => unary(ctx, (p) => operations.markRead(p.userId, check(validator.check(MarkReadRequestSchema, req), req))),
+  };
+}
