@@ -65,7 +65,7 @@ export class MemoryMessageStore implements MessageStore {
   async createGroup(group: NewGroup, memberIds: readonly string[]): Promise<ConversationRecord> {
     this.#open();
     if (this.#logs.has(group.id)) throw new Error(`conversation ${group.id} exists`);
-    const members = new Set(memberIds);
+    const members = new Set([group.ownerId, ...memberIds]);
     const record: ConversationRecord = {
       id: group.id,
       kind: "group",

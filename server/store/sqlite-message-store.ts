@@ -1,0 +1,391 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type SQLOutputValue, type StatementSync } from "node:sqlite";
+import { toPreview, type ConversationKind, type ConversationRecord, type SessionEntry, type StoredMessage } from "../core/model.js";
+import { StoreUnavailableError } from "../core/result.js";
+import type { AppendResult, MembershipChange, MessageStore, NewGroup, NewMessage } from "./message-store.js";
+
+/** Options of `openSqliteMessageStore`. */
+export interface SqliteMessageStoreOptions {
+  /** The database file (its directory is created), or ":memory:" for a private, non-durable store. */
+  readonly path: string;
+  /** "full" (default): a resolved write is fsynced. "normal": an OS crash may lose the last commits. */
+  readonly synchronous?: "full" | "normal";
+  /** How long a write waits for another process's lock before StoreUnavailableError. */
+  readonly busyTimeoutMs?: number;
+}
+
+/** The schema this code writes, kept in PRAGMA user_version. */
+export const SQLITE_SCHEMA_VERSION = 1;
+
+const BUSY_TIMEOUT_MS_DEFAULT = 5_000;
+/** Above any seq, so an open upper bound stays one prepared statement. */
+const SEQ_UNBOUNDED = Number.MAX_SAFE_INTEGER;
+/** SQLite primary result codes that mean "try again": BUSY, LOCKED, IOERR, FULL. */
+const TRANSIENT_CODES = new Set([5, 6, 10, 13]);
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS conversations (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT NOT NULL, owner_id TEXT NOT NULL,
+  member_count INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+  last_prev_seq INTEGER, last_message_id TEXT, last_sender_id TEXT, last_sent_at_ms INTEGER,
+  last_content_type TEXT, last_data BLOB, last_client_msg_id TEXT,
+  created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+  conversation_id TEXT NOT NULL, user_id TEXT NOT NULL, read_seq INTEGER NOT NULL,
+  PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, conversation_id);
+CREATE TABLE IF NOT EXISTS direct_sessions (
+  user_id TEXT NOT NULL, conversation_id TEXT NOT NULL, peer_user_id TEXT NOT NULL,
+  last_seq INTEGER NOT NULL, read_seq INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (user_id, conversation_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS direct_sessions_by_conversation ON direct_sessions (conversation_id);
+CREATE TABLE IF NOT EXISTS messages (
+  conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, prev_seq INTEGER NOT NULL,
+  message_id TEXT NOT NULL, sender_id TEXT NOT NULL, sent_at_ms INTEGER NOT NULL,
+  content_type TEXT NOT NULL, data BLOB NOT NULL, client_msg_id TEXT NOT NULL,
+  PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup ON messages (conversation_id, sender_id, client_msg_id);
+`;
+
+const MESSAGE_COLUMNS = "conversation_id, seq, prev_seq, message_id, sender_id, sent_at_ms, content_type, data, client_msg_id";
+const HEAD_COLUMNS =
+  "c.last_prev_seq, c.last_message_id, c.last_sender_id, c.last_sent_at_ms, c.last_content_type, c.last_data, c.last_client_msg_id";
+
+type Row = Record<string, SQLOutputValue>;
+
+/**
+ * The embedded default store on node:sqlite, one file in WAL mode. Each mutation is one
+ * transaction taken with BEGIN IMMEDIATE, so several processes may share the file: appends
+ * stay linearizable per conversation because the head is read under the write lock.
+ * The driver is synchronous: a call blocks the event loop for its statement (and for up to
+ * busyTimeoutMs while another process holds the write lock).
+ */
+export class SqliteMessageStore implements MessageStore {
+  readonly #db: DatabaseSync;
+  readonly #sql: ReturnType<typeof prepareStatements>;
+  #closed = false;
+
+  /** Takes an open database whose schema is current; use `openSqliteMessageStore`. */
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#sql = prepareStatements(db);
+  }
+
+  async ensureDirect(conversationId: string, userA: string, userB: string, nowMs: number): Promise<ConversationRecord> {
+    return this.#transaction(() => {
+      const sql = this.#sql;
+      if (sql.insertConversation.run(conversationId, "direct", "", "", 2, nowMs).changes > 0) {
+        sql.insertDirectSession.run(userA, conversationId, userB, nowMs);
+        sql.insertDirectSession.run(userB, conversationId, userA, nowMs);
+      }
+      return toRecord(sql.getConversation.get(conversationId)!);
+    });
+  }
+
+  async createGroup(group: NewGroup, memberIds: readonly string[]): Promise<ConversationRecord> {
+    return this.#transaction(() => {
+      const sql = this.#sql;
+      const members = new Set([group.ownerId, ...memberIds]);
+      const inserted = sql.insertConversation.run(group.id, "group", group.title, group.ownerId, members.size, group.createdAtMs);
+      if (inserted.changes === 0) throw new Error(`conversation ${group.id} exists`);
+      for (const user of members) sql.insertMember.run(group.id, user);
+      return toRecord(sql.getConversation.get(group.id)!);
+    });
+  }
+
+  async getConversation(conversationId: string): Promise<ConversationRecord | undefined> {
+    return this.#read(() => {
+      const row = this.#sql.getConversation.get(conversationId);
+      return row === undefined ? undefined : toRecord(row);
+    });
+  }
+
+  async isMember(conversationId: string, userId: string): Promise<boolean> {
+    return this.#read(() => this.#sql.isMember.get(conversationId, userId, userId, conversationId) !== undefined);
+  }
+
+  async addMembers(conversationId: string, userIds: readonly string[], membersMax: number): Promise<MembershipChange | "limit"> {
+    return this.#transaction(() => {
+      const sql = this.#sql;
+      const count = this.#groupMemberCount(conversationId);
+      const fresh = [...new Set(userIds)].filter((u) => sql.isMember.get(conversationId, u, u, conversationId) === undefined);
+      if (count + fresh.length > membersMax) return "limit";
+      for (const user of fresh) sql.insertMember.run(conversationId, user);
+      sql.setMemberCount.run(count + fresh.length, conversationId);
+      return { changed: fresh.length, memberCount: count + fresh.length };
+    });
+  }
+
+  async removeMembers(conversationId: string, userIds: readonly string[]): Promise<MembershipChange> {
+    return this.#transaction(() => {
+      const sql = this.#sql;
+      const count = this.#groupMemberCount(conversationId);
+      let changed = 0;
+      for (const user of new Set(userIds)) changed += Number(sql.deleteMember.run(conversationId, user).changes);
+      sql.setMemberCount.run(count - changed, conversationId);
+      return { changed, memberCount: count - changed };
+    });
+  }
+
+  async listMembers(conversationId: string, afterUserId: string, limit: number): Promise<string[]> {
+    return this.#read(() =>
+      this.#sql.listMembers.all(conversationId, afterUserId, conversationId, afterUserId, bound(limit)).map((r) => str(r.user_id)),
+    );
+  }
+
+  async append(message: NewMessage): Promise<AppendResult> {
+    return this.#transaction((): AppendResult => {
+      const sql = this.#sql;
+      const { conversationId: id } = message;
+      const head = sql.getHead.get(id);
+      if (head === undefined) throw new Error(`append to missing conversation ${id}`);
+      const original = sql.findDuplicate.get(id, message.senderId, message.clientMsgId);
+      if (original !== undefined) return { message: toMessage(original), duplicate: true };
+      const prevSeq = num(head.last_seq);
+      const stored: StoredMessage = { ...message, data: message.data.slice(), seq: prevSeq + 1, prevSeq };
+      sql.insertMessage.run(
+        id, stored.seq, prevSeq, stored.messageId, stored.senderId, stored.sentAtMs, stored.contentType, stored.data, stored.clientMsgId,
+      );
+      const { seq, messageId, senderId, sentAtMs, contentType, clientMsgId } = stored;
+      sql.setHead.run(seq, prevSeq, messageId, senderId, sentAtMs, contentType, toPreview(stored).data, clientMsgId, id);
+      if (head.kind === "direct") sql.advanceDirectSessions.run(stored.seq, stored.sentAtMs, id);
+      return { message: stored, duplicate: false };
+    });
+  }
+
+  async readRange(conversationId: string, afterSeq: number, upToSeq: number | undefined, limit: number): Promise<StoredMessage[]> {
+    return this.#read(() =>
+      this.#sql.readRange.all(conversationId, afterSeq, upToSeq ?? SEQ_UNBOUNDED, bound(limit)).map((r) => toMessage(r)),
+    );
+  }
+
+  async listSessions(userId: string, limit: number): Promise<SessionEntry[]> {
+    return this.#read(() => this.#sql.listSessions.all(userId, userId, bound(limit)).map(toSession));
+  }
+
+  async markRead(userId: string, conversationId: string, readSeq: number): Promise<number> {
+    return this.#transaction(() => {
+      const sql = this.#sql;
+      const row = sql.markDirectRead.get(readSeq, userId, conversationId) ?? sql.markGroupRead.get(readSeq, conversationId, userId);
+      // No row: not a member (the caller checks membership), so there is no position to keep.
+      return row === undefined ? readSeq : num(row.read_seq);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  #groupMemberCount(conversationId: string): number {
+    const head = this.#sql.getHead.get(conversationId);
+    if (head === undefined || head.kind !== "group") throw new Error(`no group ${conversationId}`);
+    return num(head.member_count);
+  }
+
+  /** Runs `body` on the open database, mapping transient failures to StoreUnavailableError. */
+  #read<T>(body: () => T): T {
+    if (this.#closed) throw new Error("store is closed");
+    try {
+      return body();
+    } catch (error) {
+      throw mapError(error);
+    }
+  }
+
+  #transaction<T>(body: () => T): T {
+    return this.#read(() => transact(this.#db, this.#sql, body));
+  }
+}
+
+/**
+ * Opens (creating when missing) the store at `options.path`: WAL journal, synchronous FULL by
+ * default, a busy timeout, and the schema created or checked. Throws when the file holds a
+ * newer schema than this code knows.
+ */
+export function openSqliteMessageStore(options: SqliteMessageStoreOptions): SqliteMessageStore {
+  if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+  const db = new DatabaseSync(options.path, {
+    timeout: options.busyTimeoutMs ?? BUSY_TIMEOUT_MS_DEFAULT,
+    readBigInts: false,
+    enableForeignKeyConstraints: false,
+  });
+  try {
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+    migrate(db);
+    return new SqliteMessageStore(db);
+  } catch (error) {
+    db.close();
+    throw mapError(error);
+  }
+}
+
+function migrate(db: DatabaseSync): void {
+  // Under the write lock, so processes opening a fresh file together create the schema once.
+  transact(db, transactionStatements(db), () => {
+    const version = num(db.prepare("PRAGMA user_version").get()?.user_version);
+    if (version > SQLITE_SCHEMA_VERSION) {
+      throw new Error(`database schema version ${version} is newer than this server's ${SQLITE_SCHEMA_VERSION}`);
+    }
+    if (version < SQLITE_SCHEMA_VERSION) db.exec(`${SCHEMA}; PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
+  });
+}
+
+interface TransactionStatements {
+  readonly begin: StatementSync;
+  readonly commit: StatementSync;
+  readonly rollback: StatementSync;
+}
+
+/** Runs `body` in a BEGIN IMMEDIATE transaction: the write lock is taken before the first read. */
+function transact<T>(db: DatabaseSync, sql: TransactionStatements, body: () => T): T {
+  sql.begin.run();
+  try {
+    const result = body();
+    sql.commit.run();
+    return result;
+  } catch (error) {
+    // A failed statement or COMMIT may leave the transaction open; the first error says more.
+    if (db.isTransaction) {
+      try {
+        sql.rollback.run();
+      } catch {}
+    }
+    throw error;
+  }
+}
+
+function transactionStatements(db: DatabaseSync): TransactionStatements {
+  return { begin: db.prepare("BEGIN IMMEDIATE"), commit: db.prepare("COMMIT"), rollback: db.prepare("ROLLBACK") };
+}
+
+function prepareStatements(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    ...transactionStatements(db),
+    insertConversation: p(
+      `INSERT INTO conversations (id, kind, title, owner_id, member_count, last_seq, created_at_ms)
+       VALUES (?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO NOTHING`,
+    ),
+    getConversation: p("SELECT * FROM conversations WHERE id = ?"),
+    getHead: p("SELECT kind, last_seq, member_count FROM conversations WHERE id = ?"),
+    setHead: p(
+      `UPDATE conversations SET last_seq = ?, last_prev_seq = ?, last_message_id = ?, last_sender_id = ?, last_sent_at_ms = ?,
+       last_content_type = ?, last_data = ?, last_client_msg_id = ? WHERE id = ?`,
+    ),
+    setMemberCount: p("UPDATE conversations SET member_count = ? WHERE id = ?"),
+    insertDirectSession: p(
+      "INSERT INTO direct_sessions (user_id, conversation_id, peer_user_id, last_seq, read_seq, updated_at_ms) VALUES (?, ?, ?, 0, 0, ?)",
+    ),
+    advanceDirectSessions: p(
+      "UPDATE direct_sessions SET last_seq = ?1, updated_at_ms = MAX(updated_at_ms, ?2) WHERE conversation_id = ?3",
+    ),
+    insertMember: p("INSERT INTO members (conversation_id, user_id, read_seq) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"),
+    deleteMember: p("DELETE FROM members WHERE conversation_id = ? AND user_id = ?"),
+    isMember: p(
+      `SELECT 1 AS one FROM members WHERE conversation_id = ? AND user_id = ?
+       UNION ALL SELECT 1 FROM direct_sessions WHERE user_id = ? AND conversation_id = ? LIMIT 1`,
+    ),
+    listMembers: p(
+      `SELECT user_id FROM members WHERE conversation_id = ? AND user_id > ?
+       UNION ALL SELECT user_id FROM direct_sessions WHERE conversation_id = ? AND user_id > ?
+       ORDER BY user_id LIMIT ?`,
+    ),
+    findDuplicate: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND sender_id = ? AND client_msg_id = ?`),
+    insertMessage: p(`INSERT INTO messages (${MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    readRange: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`),
+    // Direct sessions carry the user's own position and order; the preview is the head's.
+    listSessions: p(
+      `SELECT s.conversation_id AS id, 'direct' AS kind, s.last_seq, s.read_seq, s.peer_user_id, '' AS title, s.updated_at_ms,
+       ${HEAD_COLUMNS} FROM direct_sessions s JOIN conversations c ON c.id = s.conversation_id WHERE s.user_id = ?
+       UNION ALL
+       SELECT c.id, c.kind, c.last_seq, m.read_seq, '', c.title, MAX(c.created_at_ms, COALESCE(c.last_sent_at_ms, 0)), ${HEAD_COLUMNS}
+       FROM members m JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?
+       ORDER BY updated_at_ms DESC, id ASC LIMIT ?`,
+    ),
+    markDirectRead: p(
+      "UPDATE direct_sessions SET read_seq = MAX(read_seq, ?) WHERE user_id = ? AND conversation_id = ? RETURNING read_seq",
+    ),
+    markGroupRead: p("UPDATE members SET read_seq = MAX(read_seq, ?) WHERE conversation_id = ? AND user_id = ? RETURNING read_seq"),
+  };
+}
+
+/** Transient failures become StoreUnavailableError; anything else is a bug and propagates. */
+function mapError(error: unknown): unknown {
+  if (error instanceof StoreUnavailableError) return error;
+  const errcode = (error as { errcode?: unknown } | null)?.errcode;
+  if (typeof errcode === "number" && TRANSIENT_CODES.has(errcode & 0xff)) {
+    return new StoreUnavailableError(`sqlite store unavailable: ${(error as Error).message}`, { cause: error });
+  }
+  return error;
+}
+
+/** SQLite treats a negative LIMIT as none; the contract wants "at most limit". */
+function bound(limit: number): number {
+  return Math.max(0, Math.floor(limit));
+}
+
+/** A message from a row; `p` is the column prefix ("last_" for a head's preview columns). */
+function toMessage(r: Row, p = "", conversationId = str(r.conversation_id)): StoredMessage {
+  return {
+    conversationId,
+    seq: num(r[`${p}seq`]),
+    prevSeq: num(r[`${p}prev_seq`]),
+    messageId: str(r[`${p}message_id`]),
+    senderId: str(r[`${p}sender_id`]),
+    sentAtMs: num(r[`${p}sent_at_ms`]),
+    contentType: str(r[`${p}content_type`]),
+    data: bytes(r[`${p}data`]),
+    clientMsgId: str(r[`${p}client_msg_id`]),
+  };
+}
+
+/** A row of a conversation, or a session row carrying the head's columns, as its preview. */
+function lastMessage(r: Row, conversationId: string): StoredMessage | undefined {
+  return num(r.last_seq) === 0 ? undefined : toMessage(r, "last_", conversationId);
+}
+
+function toRecord(r: Row): ConversationRecord {
+  const id = str(r.id);
+  return {
+    id,
+    kind: kind(r.kind),
+    title: str(r.title),
+    ownerId: str(r.owner_id),
+    memberCount: num(r.member_count),
+    lastSeq: num(r.last_seq),
+    lastMessage: lastMessage(r, id),
+    createdAtMs: num(r.created_at_ms),
+  };
+}
+
+function toSession(r: Row): SessionEntry {
+  const conversationId = str(r.id);
+  return {
+    conversationId,
+    kind: kind(r.kind),
+    lastSeq: num(r.last_seq),
+    lastMessage: lastMessage(r, conversationId),
+    readSeq: num(r.read_seq),
+    peerUserId: str(r.peer_user_id),
+    title: str(r.title),
+    updatedAtMs: num(r.updated_at_ms),
+  };
+}
+
+// Column readers: a value of the wrong type means the file is not what this code wrote.
+const num = (v: SQLOutputValue | undefined): number => (typeof v === "number" ? v : corrupt("integer", v));
+const str = (v: SQLOutputValue | undefined): string => (typeof v === "string" ? v : corrupt("text", v));
+const bytes = (v: SQLOutputValue | undefined): Uint8Array => (v instanceof Uint8Array ? v : corrupt("blob", v));
+const kind = (v: SQLOutputValue | undefined): ConversationKind => (v === "direct" || v === "group" ? v : corrupt("kind", v));
+
+function corrupt(expected: string, got: SQLOutputValue | undefined): never {
+  throw new Error(`sqlite store: expected a ${expected} column, got ${typeof got === "string" ? JSON.stringify(got) : typeof got}`);
+}

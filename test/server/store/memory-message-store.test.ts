@@ -1,0 +1,4 @@
+import { MemoryMessageStore } from "../../../server/store/memory-message-store.js";
+import { describeMessageStoreContract } from "./message-store-contract.js";
+
+describeMessageStoreContract("MemoryMessageStore", () => new MemoryMessageStore());
