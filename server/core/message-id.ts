@@ -19,7 +19,7 @@ export function createMessageIdGenerator(clock: Clock, random: Random): MessageI
   const entropy = new Array<number>(16).fill(0);
   return {
     next() {
-      const nowMs = Math.max(clock.nowMs(), lastMs);
+      const nowMs = Math.max(Math.floor(clock.nowMs()), lastMs);
       if (nowMs === lastMs) {
         increment(entropy);
       } else {

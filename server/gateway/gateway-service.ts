@@ -83,7 +83,9 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
     const onAbort = () => conn.close();
     ctx.signal.addEventListener("abort", onAbort);
     let failure: ConnectError | undefined;
-    const reading = reader?.(conn).catch((error: unknown) => {
+    // Not awaited: once the frames end (a disconnect, or the client went away) the handler
+    // returns, even if the client never half-closes its side.
+    void reader?.(conn).catch((error: unknown) => {
       failure = toConnectError(error);
       conn.disconnect(DisconnectReason.PROTOCOL_ERROR, failure.rawMessage, 1000);
     });
@@ -95,7 +97,6 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
       router.detach(conn);
       registry.delete(entry);
     }
-    await reading;
     if (failure !== undefined) throw failure;
   }
 

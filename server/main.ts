@@ -1,0 +1,117 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { pino } from "pino";
+import { DEFAULT_LIMITS } from "./core/limits.js";
+import { createMessageIdGenerator } from "./core/message-id.js";
+import { Messaging } from "./core/messaging.js";
+import { loadConfig, type ServerConfig } from "./config.js";
+import { createTokenVerifier, DEV_JWT_SECRET } from "./gateway/auth.js";
+import { startGatewayServer, type GatewayServer } from "./gateway/gateway-server.js";
+import { createHealthService } from "./gateway/health-service.js";
+import { createReflectionService } from "./gateway/reflection-service.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ConversationService } from "../gen/im/v1/conversation_pb.js";
+import { GatewayService } from "../gen/im/v1/gateway_pb.js";
+import { LocalDeliveryRouter } from "./route/local-delivery-router.js";
+import type { MessageStore } from "./store/message-store.js";
+import { MemoryMessageStore } from "./store/memory-message-store.js";
+import { openSqliteMessageStore } from "./store/sqlite-message-store.js";
+import { systemClock, systemRandom } from "./system.js";
+
+/** A running server and what it owns. */
+export interface RunningServer {
+  readonly gateway: GatewayServer;
+  readonly store: MessageStore;
+  /** Drains the gateway, then closes the store. */
+  stop(): Promise<void>;
+}
+
+/** The composition root: picks adapters from the configuration and starts the gateway. */
+export async function startServer(config: ServerConfig, logger = pino({ level: config.logLevel })): Promise<RunningServer> {
+  let store: MessageStore;
+  if (config.store === "memory") {
+    store = new MemoryMessageStore();
+  } else {
+    mkdirSync(config.dataDir, { recursive: true });
+    store = openSqliteMessageStore({ path: path.join(config.dataDir, "im.sqlite"), synchronous: config.sqliteSync });
+  }
+  const router = new LocalDeliveryRouter();
+  const messaging = new Messaging({
+    store,
+    router,
+    clock: systemClock,
+    ids: createMessageIdGenerator(systemClock, systemRandom),
+    limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
+    onBackgroundError: (err, context) => logger.warn({ err }, context),
+  });
+  const health = createHealthService();
+  const reflection = createReflectionService([GatewayService, ConversationService, Health]);
+  const gateway = await startGatewayServer({
+    host: config.host,
+    port: config.port,
+    messaging,
+    router,
+    verifier: createTokenVerifier(config.jwtSecret),
+    clock: systemClock,
+    logger,
+    maxFrameBytes: config.maxFrameBytes,
+    extraRoutes(r) {
+      health.register(r);
+      reflection.register(r);
+    },
+    // Tell load balancers first, then the clients.
+    onDrain: () => health.shutdown(),
+    limits: {
+      pushQueueMax: config.pushQueueMax,
+      pushQueueBytesMax: config.pushQueueBytesMax,
+      inFlightMax: config.inFlightMax,
+      heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+    },
+  });
+  return {
+    gateway,
+    store,
+    async stop() {
+      await gateway.close({ drainTimeoutMs: config.drainTimeoutMs, reconnectSpreadMs: config.reconnectSpreadMs });
+      await store.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: ServerConfig;
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (error) {
+    process.stderr.write(`microchat: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = pino({ level: config.logLevel });
+  const { jwtSecret: _secret, ...shown } = config;
+  if (config.jwtSecret === DEV_JWT_SECRET) logger.warn("IM_JWT_SECRET is not set: using the development secret; anyone can mint tokens");
+  const server = await startServer(config, logger);
+  logger.info({ config: shown, url: `http://${config.host}:${server.gateway.port}` }, `listening on ${config.host}:${server.gateway.port} (Connect, gRPC, gRPC-Web)`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "draining");
+    server.stop().then(
+      () => {
+        logger.info("stopped");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "stop failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("server/main.ts")) {
+  await main();
+}

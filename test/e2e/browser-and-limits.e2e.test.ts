@@ -1,0 +1,106 @@
+import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createWritableIterable } from "@connectrpc/connect/protocol";
+import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  ConnectRequestSchema,
+  DisconnectReason,
+  GatewayService,
+  type ConnectRequest,
+  type ConnectResponse,
+  type SubscribeResponse,
+} from "../../gen/im/v1/gateway_pb.js";
+import { ConversationService } from "../../gen/im/v1/conversation_pb.js";
+import { directConversationId } from "../../server/core/conversation-id.js";
+import { browserTransport, recordMessages, startTestServer, waitFor, type TestServer } from "../support/test-server.js";
+
+describe("browser path: Subscribe plus unary calls over HTTP/1.1", () => {
+  let t: TestServer;
+  afterEach(async () => {
+    await t.stop();
+  });
+
+  it.each([
+    ["Connect protocol over HTTP/1.1", (url: string) => browserTransport(url)],
+    ["gRPC-Web over HTTP/1.1", (url: string) => createGrpcWebTransport({ baseUrl: url, httpVersion: "1.1" })],
+  ])("gives the same results as the long connection (%s)", async (_name, makeTransport) => {
+    t = await startTestServer(["--heartbeat-interval-ms", "200"]);
+    const transport = makeTransport(t.baseUrl);
+    const gateway = createClient(GatewayService, transport);
+    const headers = { authorization: `Bearer ${await t.token("bob")}` };
+    const abort = new AbortController();
+    const frames: SubscribeResponse[] = [];
+    const subscribed = (async () => {
+      try {
+        for await (const f of gateway.subscribe({}, { headers, signal: abort.signal })) frames.push(f);
+      } catch {
+        // aborted at the end of the test
+      }
+    })();
+    await waitFor(() => t.server.gateway.connectionCount() === 1, "subscription registered");
+    const alice = await t.client("alice");
+    await waitFor(() => alice.idle(), "alice live");
+    await alice.send({ toUserId: "bob", body: "to the browser" });
+    await waitFor(() => frames.some((f) => f.frame.case === "message"), "pushed message");
+    await waitFor(() => frames.some((f) => f.frame.case === "heartbeatMs"), "server heartbeat");
+
+    const conv = directConversationId("alice", "bob");
+    const reply = await gateway.send({ target: { case: "conversationId", value: conv }, clientMsgId: "b-1", body: { contentType: "text/plain", data: new TextEncoder().encode("from the browser") } }, { headers });
+    expect(reply.seq).toBe(2n);
+    expect(reply.prevSeq).toBe(1n);
+    const sync = await gateway.sync({ cursors: [{ conversationId: conv, lastSeq: 1n }] }, { headers });
+    expect(sync.sessions.map((s) => s.messages.map((m) => m.seq))).toEqual([[2n]]);
+    const read = await gateway.markRead({ conversationId: conv, readSeq: 2n }, { headers });
+    expect(read.readSeq).toBe(2n);
+    const page = await createClient(ConversationService, transport).listConversations({}, { headers });
+    expect(page.sessions.map((s) => [s.conversationId, s.lastSeq, s.readSeq])).toEqual([[conv, 2n, 2n]]);
+    abort.abort();
+    await subscribed;
+  });
+});
+
+describe("bounds on a long connection", () => {
+  let t: TestServer;
+  afterEach(async () => {
+    await t.stop();
+  });
+
+  it("disconnects a client that does not read its pushes with SLOW_CONSUMER, and stays up", async () => {
+    t = await startTestServer(["--push-queue-max", "4", "--push-queue-bytes-max", "100000"]);
+    const gateway = createClient(GatewayService, createGrpcTransport({ baseUrl: t.baseUrl }));
+    const outgoing = createWritableIterable<ConnectRequest>();
+    const responses = gateway.connect(outgoing, { headers: { authorization: `Bearer ${await t.token("bob")}` } });
+    const iterator = responses[Symbol.asyncIterator]();
+    void outgoing.write(create(ConnectRequestSchema, { requestId: 1n, frame: { case: "ping", value: {} } }));
+    await iterator.next(); // the pong: connected. Now stop reading.
+    const alice = await t.client("alice");
+    await waitFor(() => alice.idle(), "alice live");
+    const body = new Uint8Array(30_000);
+    // All at once, so pushes pile up faster than a stream that is not read can take them.
+    await Promise.all(Array.from({ length: 40 }, () => alice.send({ toUserId: "bob", body })));
+    const seen: ConnectResponse[] = [];
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) seen.push(r.value);
+    const last = seen[seen.length - 1]!.frame;
+    expect(last.case).toBe("disconnect");
+    expect(last.case === "disconnect" && last.value.reason).toBe(DisconnectReason.SLOW_CONSUMER);
+    expect(seen.filter((f) => f.frame.case === "message").length).toBeLessThan(40);
+    outgoing.close();
+    // The SDK client of the same user then syncs everything.
+    const bob = await t.client("bob");
+    const bobSeen = recordMessages(bob);
+    await waitFor(() => bobSeen.length === 40, "bob's sync");
+  });
+
+  it("drains on shutdown: every client is told SERVER_SHUTDOWN with a reconnect delay", async () => {
+    t = await startTestServer();
+    const bob = await t.client("bob");
+    const reasons: { reason: DisconnectReason; after: number }[] = [];
+    bob.on("disconnect", (d) => reasons.push({ reason: d.reason, after: d.reconnectAfterMs }));
+    await waitFor(() => bob.idle(), "bob live");
+    await t.server.gateway.close({ drainTimeoutMs: 2000, reconnectSpreadMs: 3000 });
+    await waitFor(() => reasons.length === 1, "disconnect frame");
+    expect(reasons[0]!.reason).toBe(DisconnectReason.SERVER_SHUTDOWN);
+    expect(reasons[0]!.after).toBeLessThanOrEqual(3000);
+  });
+});
