@@ -80,6 +80,10 @@ interface ConversationState<M> {
   fetching: boolean;
   /** The afterSeq of the last fetch issued: no progress past it means the server cannot close the gap. */
   fetchAfter: number;
+  /** The upToSeq of the last fetch issued; Infinity for "up to the newest". */
+  fetchUpTo: number;
+  /** The buffer overflowed since the last open-ended fetch was issued. */
+  overflowed: boolean;
   /** The highest seq known to exist that is not delivered yet: 0 none, Infinity "up to the newest". */
   wantUpTo: number;
 }
@@ -121,6 +125,7 @@ export class SyncEngine<M extends ChainMessage> {
   receive(message: M): SyncEffect<M>[] {
     const effects: SyncEffect<M>[] = [];
     this.#absorb(message.conversationId, [message], effects);
+    this.#repair(message.conversationId, this.#state(message.conversationId), effects);
     return effects;
   }
 
@@ -154,7 +159,9 @@ export class SyncEngine<M extends ChainMessage> {
     state.fetching = false;
     this.#absorb(conversationId, messages, effects);
     if (hasMore) state.wantUpTo = Math.max(state.wantUpTo, state.lastSeq + 1);
-    else if (state.wantUpTo === Infinity) state.wantUpTo = 0;
+    // An open-ended fetch that returned everything meets an open want, unless the buffer
+    // overflowed meanwhile (what it dropped may be newer than what the fetch read).
+    else if (state.wantUpTo === Infinity && state.fetchUpTo === Infinity && !state.overflowed) state.wantUpTo = 0;
     if (state.lastSeq === state.fetchAfter && this.#gapOpen(state)) {
       // The server had nothing to close the gap with; stop asking until the next sync.
       state.wantUpTo = 0;
@@ -207,13 +214,13 @@ export class SyncEngine<M extends ChainMessage> {
   #state(conversationId: string): ConversationState<M> {
     let state = this.#conversations.get(conversationId);
     if (state === undefined) {
-      state = { lastSeq: 0, readSeq: 0, pending: new Map(), fetching: false, fetchAfter: 0, wantUpTo: 0 };
+      state = { lastSeq: 0, readSeq: 0, pending: new Map(), fetching: false, fetchAfter: 0, fetchUpTo: 0, overflowed: false, wantUpTo: 0 };
       this.#conversations.set(conversationId, state);
     }
     return state;
   }
 
-  /** Delivers what chains onto lastSeq, buffers the rest, and starts a repair when live. */
+  /** Delivers what chains onto lastSeq and buffers the rest; the caller decides on repair. */
   #absorb(conversationId: string, messages: readonly M[], effects: SyncEffect<M>[]): void {
     const state = this.#state(conversationId);
     const delivered: M[] = [];
@@ -229,6 +236,7 @@ export class SyncEngine<M extends ChainMessage> {
           // Bounded memory: forget the buffer and fetch everything up to the newest instead.
           state.pending.clear();
           state.wantUpTo = Infinity;
+          state.overflowed = true;
         } else {
           state.pending.set(m.prevSeq, m);
         }
@@ -236,7 +244,6 @@ export class SyncEngine<M extends ChainMessage> {
     }
     this.#prune(state);
     if (delivered.length > 0) effects.push({ type: "deliver", conversationId, messages: delivered });
-    if (this.#phase === "live") this.#repair(conversationId, state, effects);
   }
 
   /** Moves buffered messages that now chain onto lastSeq into `delivered`. */
@@ -266,6 +273,8 @@ export class SyncEngine<M extends ChainMessage> {
     if (upTo !== Infinity && upTo <= state.lastSeq) return;
     state.fetching = true;
     state.fetchAfter = state.lastSeq;
+    state.fetchUpTo = upTo;
+    if (upTo === Infinity) state.overflowed = false;
     effects.push({ type: "fetch", conversationId, afterSeq: state.lastSeq, upToSeq: upTo === Infinity ? 0 : upTo });
   }
 
