@@ -1,5 +1,5 @@
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
   AddMembersRequestSchema,
@@ -18,7 +18,8 @@ import type { Messaging } from "../core/messaging.js";
 import type { Result } from "../core/result.js";
 import type { TokenVerifier } from "./auth.js";
 import { toWireConversation, toWireSession } from "./codec.js";
-import { failureToConnectError, toConnectError } from "./errors.js";
+import { unwrap } from "./errors.js";
+import { createUnaryRunner } from "./unary-call.js";
 import type { RequestValidator } from "./request-validator.js";
 
 /** What the conversation service needs. */
@@ -33,23 +34,9 @@ export interface ConversationServiceDeps {
 export function createConversationService(deps: ConversationServiceDeps): ServiceImpl<typeof ConversationService> {
   const { messaging, verifier, validator, logger } = deps;
 
-  /** Authenticates, validates `req` against its proto rules, runs `op`, maps every failure. */
-  async function call<D extends DescMessage, T>(schema: D, req: MessageShape<D>, ctx: HandlerContext, op: (userId: string) => Promise<Result<T>>): Promise<T> {
-    try {
-      const { userId } = await verifier.verify(ctx.requestHeader.get("authorization"));
-      const invalid = validator.check(schema, req);
-      if (invalid !== undefined) throw invalid;
-      const result = await op(userId);
-      if (!result.ok) throw failureToConnectError(result);
-      return result.value;
-    } catch (error) {
-      const connectError = toConnectError(error);
-      if (connectError.cause !== undefined && !(connectError.cause instanceof ConnectError)) {
-        logger.warn({ err: connectError.cause }, "request failed");
-      }
-      throw connectError;
-    }
-  }
+  const run = createUnaryRunner(verifier, validator, logger);
+  const call = <D extends DescMessage, T>(schema: D, req: MessageShape<D>, ctx: HandlerContext, op: (userId: string) => Promise<Result<T>>) =>
+    run(schema, req, ctx, async (userId) => unwrap(await op(userId)));
 
   return {
     async createGroup(req, ctx) {

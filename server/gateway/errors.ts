@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason, type ErrorDetail } from "../../gen/im/v1/message_pb.js";
 import { RequestErrorSchema, type RequestError } from "../../gen/im/v1/gateway_pb.js";
-import { StoreUnavailableError, type Failure, type FailureReason } from "../core/result.js";
+import { StoreUnavailableError, type Failure, type FailureReason, type Result } from "../core/result.js";
 
 /** The one table from domain reasons to wire codes. */
 const REASONS: Record<FailureReason, { code: Code; reason: ErrorReason }> = {
@@ -60,4 +60,10 @@ export function toRequestError(error: ConnectError): RequestError {
     message: error.rawMessage,
     detail: found ?? detail(ErrorReason.UNSPECIFIED, false),
   });
+}
+
+/** The value of a successful result; a failure is thrown as its ConnectError. */
+export function unwrap<T>(result: Result<T>): T {
+  if (!result.ok) throw failureToConnectError(result);
+  return result.value;
 }

@@ -13,14 +13,8 @@ import {
   type SyncResponse,
 } from "../../gen/im/v1/gateway_pb.js";
 import type { Cursor, Messaging, SendTarget } from "../core/messaging.js";
-import type { Result } from "../core/result.js";
 import { seqFromWire, toWireMessage, toWireSendResponse, toWireSessionUpdate } from "./codec.js";
-import { failureToConnectError, invalidArgument } from "./errors.js";
-
-function unwrap<T>(result: Result<T>): T {
-  if (!result.ok) throw failureToConnectError(result);
-  return result.value;
-}
+import { invalidArgument, unwrap } from "./errors.js";
 
 function seq(value: bigint, field: string): number {
   const n = seqFromWire(value);

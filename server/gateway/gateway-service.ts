@@ -25,6 +25,7 @@ import { Connection, type ConnectionLimits, type FrameFactory } from "./connecti
 import { toConnectError, toRequestError } from "./errors.js";
 import type { GatewayOperations } from "./gateway-operations.js";
 import type { RequestValidator } from "./request-validator.js";
+import { createUnaryRunner } from "./unary-call.js";
 
 /** The live connections of this process: for ticks, stats and draining on shutdown. */
 export type ConnectionRegistry = Set<Connection<unknown>>;
@@ -64,14 +65,10 @@ function pushFrame(p: Push) {
 export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<typeof GatewayService> {
   const { operations, verifier, validator, router, registry, clock, limits, logger } = deps;
   let nextConnection = 0;
+  const unary = createUnaryRunner(verifier, validator, logger);
 
   async function authenticate(ctx: HandlerContext): Promise<Principal> {
     return verifier.verify(ctx.requestHeader.get("authorization"));
-  }
-
-  function check<T>(invalid: ConnectError | undefined, value: T): T {
-    if (invalid !== undefined) throw invalid;
-    return value;
   }
 
   /** Opens a connection, registers it for pushes, and yields its frames until it ends. */
@@ -164,19 +161,6 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
     conn.reply(create(ConnectResponseSchema, { requestId: request.requestId, frame }));
   }
 
-  /** Runs a unary call: authenticate, validate, operate; every failure leaves as a ConnectError. */
-  async function unary<T>(ctx: HandlerContext, run: (principal: Principal) => Promise<T>): Promise<T> {
-    try {
-      return await run(await authenticate(ctx));
-    } catch (error) {
-      const connectError = toConnectError(error);
-      if (connectError.cause !== undefined && !(connectError.cause instanceof ConnectError)) {
-        logger.warn({ err: connectError.cause }, "request failed");
-      }
-      throw connectError;
-    }
-  }
-
   return {
     async *connect(requests, ctx) {
       const principal = await authenticate(ctx);
@@ -186,9 +170,9 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
       const principal = await authenticate(ctx);
       yield* hold(principal, subscribeFrames, ctx);
     },
-    send: (req, ctx) => unary(ctx, (p) => operations.send(p.userId, check(validator.check(SendRequestSchema, req), req))),
-    sync: (req, ctx) => unary(ctx, (p) => operations.sync(p.userId, check(validator.check(SyncRequestSchema, req), req))),
-    fetchRange: (req, ctx) => unary(ctx, (p) => operations.fetchRange(p.userId, check(validator.check(FetchRangeRequestSchema, req), req))),
-    markRead: (req, ctx) => unary(ctx, (p) => operations.markRead(p.userId, check(validator.check(MarkReadRequestSchema, req), req))),
+    send: (req, ctx) => unary(SendRequestSchema, req, ctx, (userId) => operations.send(userId, req)),
+    sync: (req, ctx) => unary(SyncRequestSchema, req, ctx, (userId) => operations.sync(userId, req)),
+    fetchRange: (req, ctx) => unary(FetchRangeRequestSchema, req, ctx, (userId) => operations.fetchRange(userId, req)),
+    markRead: (req, ctx) => unary(MarkReadRequestSchema, req, ctx, (userId) => operations.markRead(userId, req)),
   };
 }
