@@ -430,35 +430,38 @@ export function describeMessageStoreContract(
     });
 
     const durable = options.durable;
-    describe.runIf(durable !== undefined)("durability", () => {
-      it("keeps everything across close and reopen, dedup included", async () => {
-        await seed();
-        const first = await store.append(message(DIRECT, "alice", "k1", { data: bytes(400) }));
-        await store.append(message(GROUP, "bob", "k1"));
-        await store.append(message(GROUP, "carol", "k2"));
-        await store.markRead("bob", DIRECT, 1);
-        await store.markRead("carol", GROUP, 2);
-        await store.addMembers(GROUP, ["dave"], BIG, 1);
-        await store.removeMembers(GROUP, ["bob"]);
-        const before = {
-          direct: await store.getConversation(DIRECT),
-          group: await store.getConversation(GROUP),
-          logs: [await readAll(DIRECT), await readAll(GROUP)],
-          sessions: await Promise.all(["alice", "bob", "carol", "dave"].map((u) => store.listSessions(u, BIG))),
-          members: await store.listMembers(GROUP, "", BIG),
-        };
-        await store.close();
-        store = await durable!.reopen();
-        expect({
-          direct: await store.getConversation(DIRECT),
-          group: await store.getConversation(GROUP),
-          logs: [await readAll(DIRECT), await readAll(GROUP)],
-          sessions: await Promise.all(["alice", "bob", "carol", "dave"].map((u) => store.listSessions(u, BIG))),
-          members: await store.listMembers(GROUP, "", BIG),
-        }).toEqual(before);
-        expect(await store.append(message(DIRECT, "alice", "k1"))).toEqual({ message: first.message, duplicate: true });
-        expect((await store.append(message(GROUP, "bob", "k3"))).message).toMatchObject({ seq: 3, prevSeq: 2 });
+    // Only adapters that keep data across a restart get these tests; none is skipped.
+    if (durable !== undefined) {
+      describe("durability", () => {
+        it("keeps everything across close and reopen, dedup included", async () => {
+          await seed();
+          const first = await store.append(message(DIRECT, "alice", "k1", { data: bytes(400) }));
+          await store.append(message(GROUP, "bob", "k1"));
+          await store.append(message(GROUP, "carol", "k2"));
+          await store.markRead("bob", DIRECT, 1);
+          await store.markRead("carol", GROUP, 2);
+          await store.addMembers(GROUP, ["dave"], BIG, 1);
+          await store.removeMembers(GROUP, ["bob"]);
+          const before = {
+            direct: await store.getConversation(DIRECT),
+            group: await store.getConversation(GROUP),
+            logs: [await readAll(DIRECT), await readAll(GROUP)],
+            sessions: await Promise.all(["alice", "bob", "carol", "dave"].map((u) => store.listSessions(u, BIG))),
+            members: await store.listMembers(GROUP, "", BIG),
+          };
+          await store.close();
+          store = await durable!.reopen();
+          expect({
+            direct: await store.getConversation(DIRECT),
+            group: await store.getConversation(GROUP),
+            logs: [await readAll(DIRECT), await readAll(GROUP)],
+            sessions: await Promise.all(["alice", "bob", "carol", "dave"].map((u) => store.listSessions(u, BIG))),
+            members: await store.listMembers(GROUP, "", BIG),
+          }).toEqual(before);
+          expect(await store.append(message(DIRECT, "alice", "k1"))).toEqual({ message: first.message, duplicate: true });
+          expect((await store.append(message(GROUP, "bob", "k3"))).message).toMatchObject({ seq: 3, prevSeq: 2 });
+        });
       });
-    });
+    }
   });
 }
