@@ -6,6 +6,7 @@ import { CreateGroupRequestSchema, CreateGroupResponseSchema } from "../../gen/i
 import {
   ConnectRequestSchema,
   ConnectResponseSchema,
+  DisconnectReason,
   SendRequestSchema,
   SendResponseSchema,
   type ConnectResponse,
@@ -110,6 +111,30 @@ describe("interop with an @grpc/grpc-js client", () => {
     ).catch((e: unknown) => e)) as grpc.ServiceError;
     expect(big.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(big.details).toContain("limit is 1024");
+  });
+
+  it("ends a long connection that sends an undecodable frame with PROTOCOL_ERROR, and keeps serving", async () => {
+    const r = codec(ConnectResponseSchema);
+    // Field 1 with wire type 7, which does not exist: no protobuf parser accepts it.
+    const garbage = () => Buffer.from([0x0f, 0x01]);
+    const stream = client.makeBidiStreamRequest("/im.v1.GatewayService/Connect", garbage, r.deserialize, await md("alice"));
+    const frames: ConnectResponse[] = [];
+    stream.on("data", (f: ConnectResponse) => frames.push(f));
+    const status = new Promise<grpc.StatusObject>((resolve) => stream.on("status", resolve));
+    stream.on("error", () => {});
+    stream.write({});
+    const { code, details } = await status;
+    // As grpc-go does for a request it cannot unmarshal.
+    expect(code).toBe(grpc.status.INTERNAL);
+    expect(decodeURIComponent(details)).toContain("illegal tag");
+    const last = frames[frames.length - 1]?.frame;
+    expect(last?.case === "disconnect" && last.value.reason).toBe(DisconnectReason.PROTOCOL_ERROR);
+    const garbageUnary = await new Promise<grpc.ServiceError | null>((resolve) =>
+      client.makeUnaryRequest("/im.v1.GatewayService/Sync", garbage, (b: Buffer) => b, {}, new grpc.Metadata({}), (err) => resolve(err)),
+    );
+    expect(garbageUnary?.code).toBe(grpc.status.INTERNAL);
+    const res = await unary(client, "/grpc.health.v1.Health/Check", HealthCheckRequestSchema, HealthCheckResponseSchema, create(HealthCheckRequestSchema, { service: "" }), new grpc.Metadata());
+    expect(res.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
   });
 
   it("answers the standard health check", async () => {
