@@ -10,11 +10,12 @@ import {
   type Disconnect,
   type FetchRangeResponse,
   type MarkReadResponse,
+  type ReadPosition,
   type SendResponse,
   type SyncResponse,
 } from "../gen/im/v1/gateway_pb.js";
 import { ConversationService } from "../gen/im/v1/conversation_pb.js";
-import { ErrorDetailSchema, type Session } from "../gen/im/v1/message_pb.js";
+import { ErrorDetailSchema, type Message, type Session } from "../gen/im/v1/message_pb.js";
 import { backoffDelayMs, type BackoffOptions } from "./backoff.js";
 import { fromWireMessage, type ClientMessage } from "./client-message.js";
 import { Emitter } from "./emitter.js";
@@ -75,6 +76,11 @@ export interface ImClientOptions {
   readonly random?: () => number;
   /** The user's id, for the sender of its own messages; read from the token's `sub` when absent. */
   readonly userId?: string;
+  /**
+   * "stream" (default): one bidirectional stream. "browser": a Subscribe server stream plus
+   * unary calls, for runtimes that cannot open bidirectional streams (browsers).
+   */
+  readonly mode?: "stream" | "browser";
   /** Test-only switches that break the client on purpose. */
   readonly faults?: SyncEngineFaults & { readonly dropPush?: (m: ClientMessage) => boolean };
 }
@@ -92,10 +98,48 @@ interface OutboxEntry {
   reject(error: Error): void;
 }
 
+/** One connection: how requests reach the server and get their answers. */
 interface Link {
-  readonly outgoing: WritableIterable<ConnectRequest>;
-  readonly abort: AbortController;
-  readonly pending: Map<bigint, PendingRequest>;
+  request(frame: ConnectRequest["frame"]): Promise<ConnectResponse["frame"]>;
+  /** Fails every request still waiting. */
+  close(lost: ConnectError): void;
+}
+
+/** Requests as frames on the bidi stream, answered by frames with the same request_id. */
+function bidiLink(abort: AbortController): Link & { outgoing: WritableIterable<ConnectRequest>; answer(r: ConnectResponse): void } {
+  const outgoing = createWritableIterable<ConnectRequest>();
+  const pending = new Map<bigint, PendingRequest>();
+  let nextRequestId = 1n;
+  return {
+    outgoing,
+    request(frame) {
+      if (abort.signal.aborted) return Promise.reject(new ConnectError("not connected", Code.Unavailable));
+      const requestId = nextRequestId++;
+      return new Promise((resolve, reject) => {
+        pending.set(requestId, { resolve, reject });
+        outgoing.write(create(ConnectRequestSchema, { requestId, frame })).catch((error: unknown) => {
+          pending.delete(requestId);
+          reject(ConnectError.from(error));
+        });
+      });
+    },
+    answer(response) {
+      const waiting = pending.get(response.requestId);
+      pending.delete(response.requestId);
+      const frame = response.frame;
+      if (frame.case === "error") {
+        const detail = frame.value.detail;
+        waiting?.reject(new ConnectError(frame.value.message, frame.value.code as Code, undefined, detail === undefined ? undefined : [{ desc: ErrorDetailSchema, value: detail }]));
+      } else {
+        waiting?.resolve(frame);
+      }
+    },
+    close(lost) {
+      outgoing.close();
+      for (const p of pending.values()) p.reject(lost);
+      pending.clear();
+    },
+  };
 }
 
 /**
@@ -113,7 +157,8 @@ export class ImClient extends Emitter<ImClientEvents> {
   readonly #random: () => number;
   #state: ClientState = "idle";
   #link: Link | undefined;
-  #nextRequestId = 1n;
+  /** Aborts the current connection attempt or connection. */
+  #abort: AbortController | undefined;
   #closed = false;
   #running: Promise<void> | undefined;
   #wakeSleep: (() => void) | undefined;
@@ -153,7 +198,7 @@ export class ImClient extends Emitter<ImClientEvents> {
   /** Closes the connection for good. Unacknowledged sends are rejected. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#link?.abort.abort();
+    this.#abort?.abort();
     this.#wakeSleep?.();
     await this.#running;
     for (const entry of this.#outbox.values()) entry.reject(new ConnectError("client closed", Code.Canceled));
@@ -257,73 +302,105 @@ export class ImClient extends Emitter<ImClientEvents> {
 
   /** One connection's lifetime; returns the server's disconnect frame if it sent one. */
   async #session(onLive: () => void): Promise<Disconnect | undefined> {
-    const link: Link = { outgoing: createWritableIterable<ConnectRequest>(), abort: new AbortController(), pending: new Map() };
-    this.#link = link;
+    const abort = new AbortController();
+    this.#abort = abort;
     const heartbeatIntervalMs = this.#options.heartbeatIntervalMs ?? 15_000;
     const heartbeatTimeoutMs = this.#options.heartbeatTimeoutMs ?? 45_000;
     let lastHeard = Date.now();
+    let link: Link | undefined;
     const heartbeat = setInterval(() => {
       if (Date.now() - lastHeard > heartbeatTimeoutMs) {
-        link.abort.abort(new ConnectError("no answer from the server within the heartbeat timeout", Code.DeadlineExceeded));
+        abort.abort(new ConnectError("no answer from the server within the heartbeat timeout", Code.DeadlineExceeded));
         return;
       }
-      void this.#request({ case: "ping", value: { $typeName: "im.v1.PingRequest", clientTimeMs: BigInt(Date.now()) } }).catch(() => {});
+      void link?.request({ case: "ping", value: { $typeName: "im.v1.PingRequest", clientTimeMs: BigInt(Date.now()) } }).catch(() => {});
     }, heartbeatIntervalMs);
     let disconnect: Disconnect | undefined;
+    const begin = () => {
+      this.#link = link;
+      this.#setState("syncing");
+      this.#apply(this.#engine.connected(), onLive);
+      for (const entry of this.#outbox.values()) this.#transmit(entry);
+    };
+    const push = (frame: { case: "message"; value: Message } | { case: "read"; value: ReadPosition } | { case: "disconnect"; value: Disconnect }) => {
+      if (frame.case === "disconnect") {
+        disconnect = frame.value;
+        this.emit("disconnect", frame.value);
+      } else if (frame.case === "message") {
+        const message = fromWireMessage(frame.value);
+        if (this.#options.faults?.dropPush?.(message) !== true) this.#apply(this.#engine.receive(message), onLive);
+      } else {
+        this.#apply(this.#engine.readPosition(frame.value.conversationId, Number(frame.value.readSeq)), onLive);
+      }
+    };
     try {
       const token = await this.#token();
       this.#userId = this.#options.userId ?? subjectOf(token);
       const headers = { authorization: `Bearer ${token}` };
-      const responses = this.#gateway.connect(link.outgoing, { headers, signal: link.abort.signal });
-      this.#setState("syncing");
-      this.#apply(this.#engine.connected(), onLive);
-      for (const entry of this.#outbox.values()) this.#transmit(entry);
-      for await (const response of responses) {
-        lastHeard = Date.now();
-        const frame = response.frame;
-        if (frame.case === "disconnect") {
-          disconnect = frame.value;
-          this.emit("disconnect", frame.value);
-        } else if (frame.case === "message") {
-          const message = fromWireMessage(frame.value);
-          if (this.#options.faults?.dropPush?.(message) !== true) this.#apply(this.#engine.receive(message), onLive);
-        } else if (frame.case === "read") {
-          this.#apply(this.#engine.readPosition(frame.value.conversationId, Number(frame.value.readSeq)), onLive);
-        } else {
-          const pending = link.pending.get(response.requestId);
-          link.pending.delete(response.requestId);
-          if (frame.case === "error") {
-            const detail = frame.value.detail;
-            pending?.reject(new ConnectError(frame.value.message, frame.value.code as Code, undefined, detail === undefined ? undefined : [{ desc: ErrorDetailSchema, value: detail }]));
-          } else {
-            pending?.resolve(frame);
+      if (this.#options.mode === "browser") {
+        link = this.#browserLink(headers, abort);
+        for await (const response of this.#gateway.subscribe({}, { headers, signal: abort.signal })) {
+          lastHeard = Date.now();
+          const frame = response.frame;
+          // The first frame is a heartbeat sent once the subscription is registered: a sync
+          // started after it misses nothing.
+          if (frame.case === "heartbeatMs") {
+            if (this.#link !== link) begin();
+          } else if (frame.case !== undefined) {
+            push(frame);
           }
+        }
+      } else {
+        const bidi = bidiLink(abort);
+        link = bidi;
+        const responses = this.#gateway.connect(bidi.outgoing, { headers, signal: abort.signal });
+        begin();
+        for await (const response of responses) {
+          lastHeard = Date.now();
+          const frame = response.frame;
+          if (frame.case === "disconnect" || frame.case === "message" || frame.case === "read") push(frame);
+          else bidi.answer(response);
         }
       }
     } finally {
       clearInterval(heartbeat);
       this.#link = undefined;
-      link.outgoing.close();
-      link.abort.abort();
+      abort.abort();
       this.#engine.disconnected();
-      const lost = new ConnectError("connection lost", Code.Unavailable);
-      for (const p of link.pending.values()) p.reject(lost);
+      link?.close(new ConnectError("connection lost", Code.Unavailable));
     }
     return disconnect;
+  }
+
+  /** Requests as unary calls, for the browser mode. */
+  #browserLink(headers: Record<string, string>, abort: AbortController): Link {
+    const gateway = this.#gateway;
+    const options = { headers, signal: abort.signal };
+    return {
+      async request(frame) {
+        switch (frame.case) {
+          case "send":
+            return { case: "send", value: await gateway.send(frame.value, options) };
+          case "sync":
+            return { case: "sync", value: await gateway.sync(frame.value, options) };
+          case "fetchRange":
+            return { case: "fetchRange", value: await gateway.fetchRange(frame.value, options) };
+          case "markRead":
+            return { case: "markRead", value: await gateway.markRead(frame.value, options) };
+          default:
+            // Pings: the server's heartbeats on the push stream prove liveness instead.
+            return { case: undefined };
+        }
+      },
+      close() {},
+    };
   }
 
   /** Sends a request on the current connection and waits for its answer. */
   #request(frame: ConnectRequest["frame"]): Promise<ConnectResponse["frame"]> {
     const link = this.#link;
     if (link === undefined) return Promise.reject(new ConnectError("not connected", Code.Unavailable));
-    const requestId = this.#nextRequestId++;
-    return new Promise((resolve, reject) => {
-      link.pending.set(requestId, { resolve, reject });
-      link.outgoing.write(create(ConnectRequestSchema, { requestId, frame })).catch((error: unknown) => {
-        link.pending.delete(requestId);
-        reject(ConnectError.from(error));
-      });
-    });
+    return link.request(frame).catch((error: unknown) => Promise.reject(ConnectError.from(error)));
   }
 
   #transmit(entry: OutboxEntry): void {
@@ -433,7 +510,7 @@ export class ImClient extends Emitter<ImClientEvents> {
   #fail(error: ConnectError): void {
     if (this.#closed) return;
     this.emit("error", error);
-    this.#link?.abort.abort(error);
+    this.#abort?.abort(error);
   }
 }
 

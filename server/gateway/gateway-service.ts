@@ -77,6 +77,9 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
     const entry = conn as Connection<unknown>;
     registry.add(entry);
     router.attach(conn);
+    // Push-only streams start with a heartbeat: it tells the client the subscription is
+    // registered, so a sync it starts afterwards cannot miss a message in between.
+    if (frames.heartbeat !== undefined) conn.reply(frames.heartbeat(clock.nowMs()));
     const onAbort = () => conn.close();
     ctx.signal.addEventListener("abort", onAbort);
     let failure: ConnectError | undefined;

@@ -60,6 +60,35 @@ describe("browser path: Subscribe plus unary calls over HTTP/1.1", () => {
   });
 });
 
+describe("the SDK in browser mode (Subscribe plus unary calls)", () => {
+  let t: TestServer;
+  afterEach(async () => {
+    await t.stop();
+  });
+
+  it("delivers, repairs gaps and catches up like the long connection", async () => {
+    t = await startTestServer(["--heartbeat-interval-ms", "200"]);
+    const browser = (user: string, options = {}) => t.client(user, { transport: browserTransport(t.baseUrl), mode: "browser", ...options });
+    const alice = await browser("alice");
+    const bob = await browser("bob", { faults: { dropPush: (m: { seq: number }) => m.seq === 2 } });
+    const bobSeen = recordMessages(bob);
+    const aliceSeen = recordMessages(alice);
+    await waitFor(() => alice.idle() && bob.idle(), "browser clients live");
+    for (let i = 1; i <= 3; i++) await alice.send({ toUserId: "bob", body: `b${i}` });
+    const conv = directConversationId("alice", "bob");
+    const expected = [1, 2, 3].map((i) => `${conv}:${i}:b${i}`);
+    await waitFor(() => bobSeen.length === 3 && aliceSeen.length === 3, "deliveries");
+    expect(bobSeen).toEqual(expected);
+    expect(aliceSeen).toEqual(expected);
+    const carol = await browser("carol");
+    const { conversation } = await alice.conversations.createGroup({ title: "web", memberUserIds: ["carol"] });
+    await alice.send({ conversationId: conversation!.conversationId, body: "hi carol" });
+    const carolSeen = recordMessages(carol);
+    await waitFor(() => carolSeen.length === 1, "carol's push");
+    expect(await carol.markRead(conversation!.conversationId, 1)).toBe(1);
+  });
+});
+
 describe("bounds on a long connection", () => {
   let t: TestServer;
   afterEach(async () => {

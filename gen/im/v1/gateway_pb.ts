@@ -874,7 +874,9 @@ export const GatewayService: GenService<{
   },
   /**
    * Pushes for browsers: messages and read positions for every conversation of the caller,
-   * plus heartbeats, until the server sends a disconnect frame or the stream ends.
+   * plus heartbeats, until the server sends a disconnect frame or the stream ends. The first
+   * frame is a heartbeat sent once the subscription is registered: sync after it and nothing
+   * is missed in between.
    *
    * @generated from rpc im.v1.GatewayService.Subscribe
    */
