@@ -186,6 +186,17 @@ describe("SyncEngine properties", () => {
           const { messages, hasMore } = after(cursor, 0, s.syncPage);
           apply(engine.syncResult({ sessions: [{ conversationId: "c", lastSeq: L[L.length - 1]!.seq, readSeq: 0, messages, hasMoreMessages: hasMore }], removedConversationIds: [], hasMoreSessions: false }));
         };
+        const answerFetch = () => {
+          const f = fetches.shift()!;
+          const r = after(f.afterSeq, f.upToSeq, s.fetchPage);
+          apply(engine.fetchResult("c", r.messages, r.hasMore));
+        };
+        const answerAll = () => {
+          for (let guard = 0; guard < 10_000 && (fetches.length > 0 || syncs.length > 0); guard++) {
+            if (syncs.length > 0) answerSync();
+            else answerFetch();
+          }
+        };
         apply(engine.connected());
         const pushes = s.pushes.map((i) => L[i % L.length]!);
         for (const [step, choice] of s.choices.entries()) {
@@ -197,32 +208,15 @@ describe("SyncEngine properties", () => {
           }
           const option = choice % 3;
           if (option === 0 && pushes.length > 0) apply(engine.receive(pushes.shift()!));
-          else if (option === 1 && fetches.length > 0) {
-            const f = fetches.shift()!;
-            const r = after(f.afterSeq, f.upToSeq, s.fetchPage);
-            apply(engine.fetchResult("c", r.messages, r.hasMore));
-          } else if (syncs.length > 0) answerSync();
+          else if (option === 1 && fetches.length > 0) answerFetch();
+          else if (syncs.length > 0) answerSync();
         }
         // Quiesce: remaining pushes, then answer everything; a final reconnect sync closes any gap.
         for (const p of pushes) apply(engine.receive(p));
-        for (let guard = 0; guard < 10_000 && (fetches.length > 0 || syncs.length > 0); guard++) {
-          if (syncs.length > 0) answerSync();
-          else {
-            const f = fetches.shift()!;
-            const r = after(f.afterSeq, f.upToSeq, s.fetchPage);
-            apply(engine.fetchResult("c", r.messages, r.hasMore));
-          }
-        }
+        answerAll();
         engine.disconnected();
         apply(engine.connected());
-        for (let guard = 0; guard < 10_000 && (fetches.length > 0 || syncs.length > 0); guard++) {
-          if (syncs.length > 0) answerSync();
-          else {
-            const f = fetches.shift()!;
-            const r = after(f.afterSeq, f.upToSeq, s.fetchPage);
-            apply(engine.fetchResult("c", r.messages, r.hasMore));
-          }
-        }
+        answerAll();
         expect(seen).toEqual(L.map((m) => m.seq));
         expect(engine.idle()).toBe(true);
       }),
