@@ -60,6 +60,8 @@ export type SyncEffect<M extends ChainMessage> =
 export interface SyncEngineFaults {
   /** Deliver out-of-order messages at once instead of buffering them and fetching the gap. */
   readonly skipGapRepair?: boolean;
+  /** Deliver a message again when it arrives again, instead of dropping what is already delivered. */
+  readonly redeliverSeen?: boolean;
 }
 
 /** Engine settings. */
@@ -158,7 +160,9 @@ export class SyncEngine<M extends ChainMessage> {
     if (state === undefined) return effects;
     state.fetching = false;
     this.#absorb(conversationId, messages, effects);
-    if (hasMore) state.wantUpTo = Math.max(state.wantUpTo, state.lastSeq + 1);
+    // More of the requested range exists: want the rest of that range. Not lastSeq + 1: buffered
+    // messages may have completed the range, and a seq beyond the head is out of range.
+    if (hasMore) state.wantUpTo = Math.max(state.wantUpTo, state.fetchUpTo);
     // An open-ended fetch that returned everything meets an open want, unless the buffer
     // overflowed meanwhile (what it dropped may be newer than what the fetch read).
     else if (state.wantUpTo === Infinity && state.fetchUpTo === Infinity && !state.overflowed) state.wantUpTo = 0;
@@ -225,7 +229,10 @@ export class SyncEngine<M extends ChainMessage> {
     const state = this.#state(conversationId);
     const delivered: M[] = [];
     for (const m of messages) {
-      if (m.seq <= state.lastSeq) continue;
+      if (m.seq <= state.lastSeq) {
+        if (this.#faults.redeliverSeen === true) delivered.push(m);
+        continue;
+      }
       if (m.prevSeq === state.lastSeq || this.#faults.skipGapRepair === true) {
         delivered.push(m);
         state.lastSeq = m.seq;

@@ -121,6 +121,19 @@ describe("SyncEngine", () => {
       expect(ofType(effects, "fetch")).toEqual([]);
     });
 
+    it("a paged answer does not ask beyond the head when pushes completed the range meanwhile", () => {
+      const engine = new SyncEngine<M>();
+      live(engine);
+      const L = log("c", [1, 2, 3, 4, 5]);
+      engine.receive(L[0]!);
+      expect(ofType(engine.receive(L[4]!), "fetch")).toEqual([{ type: "fetch", conversationId: "c", afterSeq: 1, upToSeq: 4 }]);
+      for (const m of L.slice(1, 4)) engine.receive(m);
+      expect(engine.lastSeq("c")).toBe(5);
+      const effects = engine.fetchResult("c", [L[1]!], true);
+      expect(ofType(effects, "fetch")).toEqual([]);
+      expect(engine.idle()).toBe(true);
+    });
+
     it("a lost fetch is retried by the sync of the next connection", () => {
       const engine = new SyncEngine<M>();
       live(engine);

@@ -1,0 +1,200 @@
+import type { ConversationRecord, SessionEntry, StoredMessage } from "../server/core/model.js";
+import { StoreUnavailableError } from "../server/core/result.js";
+import type { AppendResult, MembershipChange, MessageStore, NewGroup, NewMessage } from "../server/store/message-store.js";
+import { MemoryMessageStore } from "../server/store/memory-message-store.js";
+import type { Faults } from "./fault-plan.js";
+import type { Scheduler } from "./scheduler.js";
+import type { Stats } from "./stats.js";
+import type { Trace } from "./trace.js";
+
+/**
+ * The one store of the simulated cluster: a MemoryMessageStore (kept across gateway crashes),
+ * a cache of sorted member lists (the memory store sorts a group's members on every page,
+ * too slow for fan-out to 100,000 members), and the observer of every append (the checkers).
+ */
+export class StoreBackend {
+  readonly inner: MessageStore = new MemoryMessageStore();
+  readonly #sortedMembers = new Map<string, string[]>();
+  readonly #onAppend: (message: StoredMessage) => void;
+
+  constructor(onAppend: (message: StoredMessage) => void) {
+    this.#onAppend = onAppend;
+  }
+
+  async append(message: NewMessage): Promise<AppendResult> {
+    const result = await this.inner.append(message);
+    if (!result.duplicate) this.#onAppend(result.message);
+    return result;
+  }
+
+  async listMembers(conversationId: string, afterUserId: string, limit: number): Promise<string[]> {
+    let sorted = this.#sortedMembers.get(conversationId);
+    if (sorted === undefined) {
+      sorted = await this.inner.listMembers(conversationId, "", Number.MAX_SAFE_INTEGER);
+      this.#sortedMembers.set(conversationId, sorted);
+    }
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]! <= afterUserId) lo = mid + 1;
+      else hi = mid;
+    }
+    return sorted.slice(lo, lo + limit);
+  }
+
+  /** Forgets the cached member list of a conversation whose members changed. */
+  membersChanged(conversationId: string): void {
+    this.#sortedMembers.delete(conversationId);
+  }
+}
+
+/** What a store view needs to know about the node incarnation that calls it. */
+export interface StoreCaller {
+  /** The incarnation is running: a crashed process issues no calls. */
+  readonly alive: boolean;
+  /** The node is partitioned from the store. */
+  readonly storeCut: boolean;
+}
+
+/** Deliberate store bugs, test-only: the checkers must catch them. */
+export interface StoreBugs {
+  /** Probability per append of acknowledging it without writing it (a write lost after its ack). */
+  readonly loseAckedWrite: number;
+}
+
+/**
+ * One node incarnation's view of the store, with the store faults of the fault plan:
+ * latency, writes that fail before being applied, writes that are applied and then time out
+ * (the ambiguous case: StoreUnavailableError although the effect is there), failing reads, and
+ * the node's partition from the store. A call in flight when its node crashes still completes
+ * in the store (the request was on the wire); a crashed node starts no new call.
+ */
+export class FaultyStore implements MessageStore {
+  readonly #backend: StoreBackend;
+  readonly #caller: StoreCaller;
+  readonly #sched: Scheduler;
+  readonly #faults: Faults;
+  readonly #stats: Stats;
+  readonly #trace: Trace;
+  readonly #bugs: StoreBugs;
+  #closed = false;
+
+  constructor(backend: StoreBackend, caller: StoreCaller, sched: Scheduler, faults: Faults, stats: Stats, trace: Trace, bugs: StoreBugs) {
+    this.#backend = backend;
+    this.#caller = caller;
+    this.#sched = sched;
+    this.#faults = faults;
+    this.#stats = stats;
+    this.#trace = trace;
+    this.#bugs = bugs;
+  }
+
+  ensureDirect(conversationId: string, userA: string, userB: string, nowMs: number): Promise<ConversationRecord> {
+    return this.#write(conversationId, () => this.#backend.inner.ensureDirect(conversationId, userA, userB, nowMs));
+  }
+
+  async createGroup(group: NewGroup, memberIds: readonly string[]): Promise<ConversationRecord> {
+    const record = await this.#write(group.id, () => this.#backend.inner.createGroup(group, memberIds));
+    this.#backend.membersChanged(group.id);
+    return record;
+  }
+
+  getConversation(conversationId: string): Promise<ConversationRecord | undefined> {
+    return this.#read(() => this.#backend.inner.getConversation(conversationId));
+  }
+
+  isMember(conversationId: string, userId: string): Promise<boolean> {
+    return this.#read(() => this.#backend.inner.isMember(conversationId, userId));
+  }
+
+  async addMembers(conversationId: string, userIds: readonly string[], membersMax: number, nowMs: number): Promise<MembershipChange | "limit"> {
+    try {
+      return await this.#write(conversationId, () => this.#backend.inner.addMembers(conversationId, userIds, membersMax, nowMs));
+    } finally {
+      this.#backend.membersChanged(conversationId);
+    }
+  }
+
+  async removeMembers(conversationId: string, userIds: readonly string[]): Promise<MembershipChange> {
+    try {
+      return await this.#write(conversationId, () => this.#backend.inner.removeMembers(conversationId, userIds));
+    } finally {
+      this.#backend.membersChanged(conversationId);
+    }
+  }
+
+  listMembers(conversationId: string, afterUserId: string, limit: number): Promise<string[]> {
+    return this.#read(() => this.#backend.listMembers(conversationId, afterUserId, limit));
+  }
+
+  append(message: NewMessage): Promise<AppendResult> {
+    return this.#write(message.conversationId, async () => {
+      if (this.#faults.rng.chance(this.#bugs.loseAckedWrite)) {
+        // The deliberate bug: acknowledge with the seq the write would have had, store nothing.
+        const head = (await this.#backend.inner.getConversation(message.conversationId))?.lastSeq ?? 0;
+        this.#note(message.conversationId, `store BUG: append ${message.clientMsgId} acknowledged as seq ${head + 1} and not written`);
+        return { message: { ...message, seq: head + 1, prevSeq: head }, duplicate: false };
+      }
+      const result = await this.#backend.append(message);
+      if (result.duplicate) this.#note(message.conversationId, `store: append ${message.clientMsgId} is a repeat of seq ${result.message.seq}`);
+      else this.#note(message.conversationId, `store: append ${message.clientMsgId} of ${message.senderId} -> seq ${result.message.seq}`);
+      return result;
+    });
+  }
+
+  readRange(conversationId: string, afterSeq: number, upToSeq: number | undefined, limit: number): Promise<StoredMessage[]> {
+    return this.#read(() => this.#backend.inner.readRange(conversationId, afterSeq, upToSeq, limit));
+  }
+
+  listSessions(userId: string, limit: number): Promise<SessionEntry[]> {
+    return this.#read(() => this.#backend.inner.listSessions(userId, limit));
+  }
+
+  markRead(userId: string, conversationId: string, readSeq: number): Promise<number> {
+    return this.#write(conversationId, () => this.#backend.inner.markRead(userId, conversationId, readSeq));
+  }
+
+  /** Closes this view (later calls through it fail); the shared store outlives every node. */
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  async #write<T>(conversationId: string, apply: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error("store view is closed");
+    if (!this.#caller.alive) throw new StoreUnavailableError("node is down");
+    const latencyMs = this.#faults.storeLatency();
+    if (latencyMs > 0) await this.#sched.delay(latencyMs);
+    if (this.#caller.storeCut) return this.#fail(conversationId, "store: write not applied: node partitioned from the store", "cut");
+    const fate = this.#faults.writeFate();
+    if (fate === "failed-before") return this.#fail(conversationId, "store: write failed before being applied", "before");
+    const result = await apply();
+    if (fate === "timeout-after") return this.#fail(conversationId, "store: write applied, then timed out (ambiguous)", "after");
+    return result;
+  }
+
+  async #read<T>(apply: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error("store view is closed");
+    if (!this.#caller.alive) throw new StoreUnavailableError("node is down");
+    const latencyMs = this.#faults.storeLatency();
+    if (latencyMs > 0) await this.#sched.delay(latencyMs);
+    if (this.#caller.storeCut) return this.#fail("", "", "cut");
+    if (this.#faults.readFails()) return this.#fail("", "", "read");
+    return apply();
+  }
+
+  async #fail(conversationId: string, text: string, kind: "cut" | "before" | "after" | "read"): Promise<never> {
+    const stats = this.#stats;
+    if (kind === "cut") stats.storeCutFailures++;
+    else if (kind === "before") stats.storeFailuresBeforeWrite++;
+    else if (kind === "after") stats.storeTimeoutsAfterWrite++;
+    else stats.storeReadFailures++;
+    if (text !== "") this.#note(conversationId, text);
+    await this.#sched.delay(this.#faults.config.storeTimeoutMs);
+    throw new StoreUnavailableError(text === "" ? "store read failed" : text);
+  }
+
+  #note(conversationId: string, text: string): void {
+    if (this.#trace.wants(conversationId)) this.#trace.add(this.#sched.nowMs, text);
+  }
+}

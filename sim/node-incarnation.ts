@@ -1,0 +1,150 @@
+import type { Clock } from "../server/core/clock.js";
+import { createMessageIdGenerator } from "../server/core/message-id.js";
+import { Messaging } from "../server/core/messaging.js";
+import { StoreUnavailableError } from "../server/core/result.js";
+import type { DeliveryRouter, Push, PushTarget } from "../server/route/delivery-router.js";
+import { FaultyStore, type StoreCaller } from "./faulty-store.js";
+import type { GatewayNode, NodeContext } from "./gateway-node.js";
+import type { ClientFrame, Link, ServerFrame } from "./network.js";
+
+const RESOLVED = Promise.resolve();
+
+/** The body of every simulated message (its bytes do not matter; the store copies it). */
+const BODY = new Uint8Array(16);
+
+/**
+ * One life of a gateway process, between a start and a crash: its own Messaging (the real
+ * core) with its own clock (virtual time plus a skew) and id generator, its own store view, and
+ * the DeliveryRouter port the core pushes through. Output of a dead incarnation is dropped.
+ */
+export class NodeIncarnation implements DeliveryRouter, StoreCaller {
+  readonly #node: GatewayNode;
+  readonly #ctx: NodeContext;
+  readonly generation: number;
+  readonly messaging: Messaging;
+
+  constructor(node: GatewayNode, ctx: NodeContext, generation: number, skewMs: number) {
+    this.#node = node;
+    this.#ctx = ctx;
+    this.generation = generation;
+    const clock: Clock = { nowMs: () => ctx.config.epochMs + ctx.sched.nowMs + skewMs };
+    this.messaging = new Messaging({
+      store: new FaultyStore(ctx.backend, this, ctx.sched, ctx.faults, ctx.stats, ctx.trace, ctx.storeBugs),
+      router: this,
+      clock,
+      ids: createMessageIdGenerator(clock, ctx.random),
+      limits: ctx.config.limits,
+      onBackgroundError: (error, context) => this.#unexpected(error, context, true),
+    });
+  }
+
+  get alive(): boolean {
+    return this.#node.alive && this.#node.generation === this.generation;
+  }
+
+  get storeCut(): boolean {
+    return this.#node.partitioned && this.#ctx.faults.config.partitionStore === 1;
+  }
+
+  attach(target: PushTarget): void {
+    this.#node.attach(target as Link);
+  }
+
+  detach(target: PushTarget): void {
+    this.#node.detach(target as Link);
+  }
+
+  deliver(userIds: readonly string[], push: Push, exceptConnectionId?: string): void {
+    if (this.alive) this.#node.route(userIds, push, exceptConnectionId);
+  }
+
+  connectionCount(): number {
+    return this.#node.connectionCount();
+  }
+
+  /** Answers one request frame the way the gateway service does. */
+  handle(frame: ClientFrame): void {
+    if (frame.kind === "send") {
+      // Sends of one connection are applied in the order written (gateway-service.ts).
+      frame.link.sendChain = (frame.link.sendChain ?? RESOLVED).then(() => this.#send(frame));
+    } else if (frame.kind === "sync") {
+      void this.#sync(frame);
+    } else if (frame.kind === "fetch") {
+      void this.#fetch(frame);
+    } else {
+      void this.#markRead(frame);
+    }
+    this.#ctx.sched.touch();
+  }
+
+  async #send(frame: ClientFrame & { kind: "send" }): Promise<void> {
+    const { link, entry } = frame;
+    const target = entry.conversationId !== "" ? { conversationId: entry.conversationId } : { toUserId: entry.toUserId };
+    let reply: ServerFrame;
+    try {
+      const result = await this.messaging.send(link.userId, { target, clientMsgId: frame.clientMsgId, contentType: "text/plain", data: BODY }, link.connectionId);
+      reply = { kind: "send", link, entry, message: result.ok ? result.value.message : undefined, retryable: false };
+    } catch (error) {
+      this.#unexpected(error, `send of ${link.connectionId}`, false);
+      reply = { kind: "send", link, entry, message: undefined, retryable: true };
+    }
+    this.#reply(reply);
+  }
+
+  async #sync(frame: ClientFrame & { kind: "sync" }): Promise<void> {
+    let reply: ServerFrame;
+    try {
+      const result = await this.messaging.sync(frame.link.userId, { cursors: frame.cursors, maxMessagesPerConversation: 0, maxSessions: 0 });
+      reply = { kind: "sync", link: frame.link, outcome: result.ok ? result.value : undefined };
+    } catch (error) {
+      this.#unexpected(error, `sync of ${frame.link.connectionId}`, false);
+      reply = { kind: "sync", link: frame.link, outcome: undefined };
+    }
+    this.#reply(reply);
+  }
+
+  async #fetch(frame: ClientFrame & { kind: "fetch" }): Promise<void> {
+    const { link, conversationId } = frame;
+    let reply: ServerFrame;
+    try {
+      const result = await this.messaging.fetchRange(link.userId, { conversationId, afterSeq: frame.afterSeq, upToSeq: frame.upToSeq, limit: 0 });
+      if (!result.ok) this.#note(conversationId, `fetch of ${link.device.name} refused: ${result.reason}: ${result.message}`);
+      reply = { kind: "fetch", link, conversationId, outcome: result.ok ? result.value : undefined };
+    } catch (error) {
+      this.#unexpected(error, `fetch of ${link.connectionId}`, false);
+      reply = { kind: "fetch", link, conversationId, outcome: undefined };
+    }
+    this.#reply(reply);
+  }
+
+  async #markRead(frame: ClientFrame & { kind: "markRead" }): Promise<void> {
+    const { link, conversationId } = frame;
+    let readSeq: number | undefined;
+    try {
+      const result = await this.messaging.markRead(link.userId, conversationId, frame.readSeq, link.connectionId);
+      readSeq = result.ok ? result.value : undefined;
+    } catch (error) {
+      this.#unexpected(error, `markRead of ${link.connectionId}`, false);
+    }
+    this.#reply({ kind: "markRead", link, conversationId, readSeq });
+  }
+
+  #reply(frame: ServerFrame): void {
+    if (this.alive && frame.link.attached && !frame.link.ending) this.#ctx.network.toClient(frame);
+  }
+
+  #note(conversationId: string, text: string): void {
+    const { trace, sched } = this.#ctx;
+    if (trace.wants(conversationId)) trace.add(sched.nowMs, text);
+  }
+
+  /** StoreUnavailableError is expected (faults); anything else is a broken invariant. */
+  #unexpected(error: unknown, context: string, background: boolean): void {
+    if (error instanceof StoreUnavailableError) {
+      if (background) this.#ctx.stats.fanoutFailures++;
+      return;
+    }
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    this.#ctx.checkers.report("invariant", "", "", `${context}: ${text}`);
+  }
+}
