@@ -37,4 +37,14 @@ export class LocalDeliveryRouter implements DeliveryRouter {
   connectionCount(): number {
     return this.#count;
   }
+
+  /** Live connections of one user registered here. */
+  connectionsOf(userId: string): number {
+    return this.#byUser.get(userId)?.size ?? 0;
+  }
+
+  /** The users with at least one live connection here. */
+  users(): IterableIterator<string> {
+    return this.#byUser.keys();
+  }
 }

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# A throwaway Redis on loopback for tests, benchmarks and local multi-process runs.
+#
+#   redis.sh start  [--dir DIR] [--port N]
+#   redis.sh stop   --dir DIR
+#   redis.sh status --dir DIR
+#
+# `start` installs Debian's redis-server with apt-get when it is missing (root only), starts
+# it in DIR (a new temporary directory by default) on 127.0.0.1, on port N or on a free port
+# in 20000-31999 (below the ephemeral range), waits until it answers PING, and prints exactly
+# two lines on stdout:
+#   REDIS_PORT=<n>
+#   REDIS_DIR=<dir>
+# Everything else goes to stderr. On failure it prints the tail of DIR/redis.log and exits 1.
+# If the server of DIR is already running, `start` prints its lines again and exits 0.
+# No persistence (no RDB, no AOF): a restart starts empty, as after a Redis failure.
+#
+# Environment: REDIS_START_TIMEOUT (seconds, default 10).
+set -euo pipefail
+
+START_TIMEOUT="${REDIS_START_TIMEOUT:-10}"
+
+log() { printf 'redis.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  cat >&2 <<'EOF'
+usage: redis.sh start  [--dir DIR] [--port N]
+       redis.sh stop   --dir DIR
+       redis.sh status --dir DIR
+EOF
+  exit 2
+}
+
+ensure_installed() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+  [[ "$(id -u)" == 0 ]] || die "redis-server is not installed and installing it needs root (apt-get install -y redis-server)"
+  command -v apt-get >/dev/null || die "redis-server is not installed and apt-get is not available"
+  # One install at a time, even when several test workers start Redis at once.
+  exec 8>/tmp/redis-sh-apt.lock
+  flock 8
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    log "installing redis-server with apt-get ..."
+    local out
+    out=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; } >"$out" 2>&1; then
+      tail -n 30 "$out" >&2
+      rm -f "$out"
+      die "apt-get install redis-server failed"
+    fi
+    rm -f "$out"
+  fi
+  exec 8>&-
+}
+
+pid_of() {
+  local dir=$1
+  [[ -f "$dir/redis.pid" ]] || return 1
+  local pid
+  pid=$(cat "$dir/redis.pid")
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && { echo "$pid"; return 0; }
+  return 1
+}
+
+answers() { [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]; }
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Starts redis-server on one port; 0 when it answers PING, 1 when it died or timed out (then
+# nothing is left running). It runs in its own session, so signals to the caller's process
+# group do not reach it, with its stdio detached, so callers waiting on our output return.
+try_start() {
+  local dir=$1 port=$2
+  : >"$dir/redis.log"
+  setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize no \
+    --logfile "$dir/redis.log" --save "" --appendonly no --protected-mode yes --databases 1 \
+    </dev/null >/dev/null 2>>"$dir/redis.log" &
+  local pid=$!
+  disown "$pid" 2>/dev/null || true
+  echo "$pid" >"$dir/redis.pid"
+  local deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if answers "$port"; then
+      echo "$port" >"$dir/redis.port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || { rm -f "$dir/redis.pid"; return 1; }
+    sleep 0.05
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$dir/redis.pid"
+  return 1
+}
+
+cmd_start() {
+  local dir="" port="" created=""
+  while (($#)); do
+    case "$1" in
+      --dir) dir=$2; shift 2 ;;
+      --port) port=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  ensure_installed
+  if [[ -z "$dir" ]]; then
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/redis.XXXXXX")
+    created=1
+  fi
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  if pid_of "$dir" >/dev/null && [[ -f "$dir/redis.port" ]] && answers "$(cat "$dir/redis.port")"; then
+    printf 'REDIS_PORT=%s\nREDIS_DIR=%s\n' "$(cat "$dir/redis.port")" "$dir"
+    return 0
+  fi
+  local -a candidates
+  if [[ -n "$port" ]]; then
+    candidates=("$port")
+  else
+    candidates=()
+    for _ in 1 2 3 4 5 6 7 8; do
+      local p=$((20000 + RANDOM % 12000))
+      port_free "$p" && candidates+=("$p")
+    done
+  fi
+  local p
+  for p in "${candidates[@]}"; do
+    if try_start "$dir" "$p"; then
+      log "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on 127.0.0.1:$p (dir $dir)"
+      printf 'REDIS_PORT=%s\nREDIS_DIR=%s\n' "$p" "$dir"
+      return 0
+    fi
+  done
+  log "redis-server did not start; last lines of $dir/redis.log:"
+  tail -n 20 "$dir/redis.log" >&2 || true
+  [[ -n "$created" ]] && rm -rf "$dir"
+  exit 1
+}
+
+cmd_stop() {
+  local dir=""
+  while (($#)); do
+    case "$1" in
+      --dir) dir=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [[ -n "$dir" ]] || usage
+  local pid
+  pid=$(pid_of "$dir") || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cmd_status() {
+  local dir=""
+  while (($#)); do
+    case "$1" in
+      --dir) dir=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [[ -n "$dir" ]] || usage
+  if pid_of "$dir" >/dev/null; then
+    echo "running (pid $(pid_of "$dir"), port $(cat "$dir/redis.port" 2>/dev/null || echo '?'))" >&2
+    return 0
+  fi
+  echo "stopped" >&2
+  return 3
+}
+
+(($#)) || usage
+command=$1
+shift
+case "$command" in
+  start) cmd_start "$@" ;;
+  stop) cmd_stop "$@" ;;
+  status) cmd_status "$@" ;;
+  *) usage ;;
+esac
