@@ -58,8 +58,14 @@ export interface SendInput {
 
 /** Client settings. */
 export interface ImClientOptions {
-  /** A Connect transport (createGrpcTransport / createConnectTransport from connect-node or connect-web). */
-  readonly transport: Transport;
+  /**
+   * A Connect transport (createGrpcTransport / createConnectTransport from connect-node or
+   * connect-web); or a function called before each connection attempt with its index (0, 1,
+   * 2, ... over the client's life) that returns the transport to use, e.g. to move to another
+   * gateway node after a failure: `(i) => transports[i % transports.length]`. Conversation
+   * calls use the transport of the latest attempt.
+   */
+  readonly transport: Transport | ((attempt: number) => Transport);
   /** A bearer token, or a function that returns a fresh one (called on every (re)connect). */
   readonly token: string | (() => string | Promise<string>);
   /** Interval of pings on an idle connection. Default 15 s. */
@@ -68,6 +74,11 @@ export interface ImClientOptions {
   readonly heartbeatTimeoutMs?: number;
   /** Reconnect backoff. Default 250 ms doubling to 30 s, full jitter. */
   readonly backoff?: BackoffOptions;
+  /**
+   * While live and idle, sync this often, so a push lost at the tail of a conversation (which
+   * shows no prev_seq gap until the next message) is seen within this bound. Default 60 s.
+   */
+  readonly resyncIntervalMs?: number;
   /** Most sends waiting for acknowledgement; send() rejects beyond it. Default 1000. */
   readonly outboxMax?: number;
   /** Where the client stood before (restored from the app's storage). */
@@ -94,6 +105,8 @@ interface OutboxEntry {
   readonly request: ConnectRequest["frame"] & { case: "send" };
   readonly contentType: string;
   readonly data: Uint8Array;
+  /** Retries of this send on live connections, for its backoff. */
+  attempts: number;
   resolve(result: SendResponse): void;
   reject(error: Error): void;
 }
@@ -150,7 +163,9 @@ function bidiLink(abort: AbortController): Link & { outgoing: WritableIterable<C
 export class ImClient extends Emitter<ImClientEvents> {
   /** Generated client of the conversation service, with the token attached. */
   readonly conversations: Client<typeof ConversationService>;
-  readonly #gateway: Client<typeof GatewayService>;
+  #gateway: Client<typeof GatewayService>;
+  #conversationClient: Client<typeof ConversationService>;
+  #attempts = 0;
   readonly #options: ImClientOptions;
   readonly #engine: SyncEngine<ClientMessage>;
   readonly #outbox = new Map<string, OutboxEntry>();
@@ -169,11 +184,13 @@ export class ImClient extends Emitter<ImClientEvents> {
     this.#options = options;
     this.#random = options.random ?? Math.random;
     this.#engine = new SyncEngine<ClientMessage>({ cursors: options.cursors, faults: options.faults });
-    this.#gateway = createClient(GatewayService, options.transport);
-    const conversations = createClient(ConversationService, options.transport);
-    // Attach the bearer token to every conversation-service call.
-    this.conversations = new Proxy(conversations, {
-      get: (target, key) => {
+    const transport = typeof options.transport === "function" ? options.transport(0) : options.transport;
+    this.#gateway = createClient(GatewayService, transport);
+    this.#conversationClient = createClient(ConversationService, transport);
+    // Attach the bearer token to every conversation-service call, on the current transport.
+    this.conversations = new Proxy(this.#conversationClient, {
+      get: (_target, key) => {
+        const target = this.#conversationClient;
         const method = Reflect.get(target, key) as unknown;
         if (typeof method !== "function") return method;
         return async (req: unknown, callOptions: { headers?: ConstructorParameters<typeof Headers>[0] } = {}) => {
@@ -227,6 +244,7 @@ export class ImClient extends Emitter<ImClientEvents> {
         request: { case: "send", value: { $typeName: "im.v1.SendRequest", target, clientMsgId, body: { $typeName: "im.v1.MessageBody", contentType, data } } },
         contentType,
         data,
+        attempts: 0,
         resolve,
         reject,
       };
@@ -238,8 +256,10 @@ export class ImClient extends Emitter<ImClientEvents> {
   /** Marks a conversation read up to `readSeq` (needs a live connection). */
   async markRead(conversationId: string, readSeq: number): Promise<number> {
     const frame = await this.#request({ case: "markRead", value: { $typeName: "im.v1.MarkReadRequest", conversationId, readSeq: BigInt(readSeq) } });
-    const result = (frame as { value: MarkReadResponse }).value;
-    return Number(result.readSeq);
+    const effective = Number((frame as { value: MarkReadResponse }).value.readSeq);
+    // The server tells this user's other connections, not this one: the answer moves ours.
+    this.#apply(this.#engine.readPosition(conversationId, effective), () => {});
+    return effective;
   }
 
   /** Cursors to persist, so a restarted app syncs only what is new. */
@@ -302,6 +322,13 @@ export class ImClient extends Emitter<ImClientEvents> {
 
   /** One connection's lifetime; returns the server's disconnect frame if it sent one. */
   async #session(onLive: () => void): Promise<Disconnect | undefined> {
+    const pick = this.#options.transport;
+    if (typeof pick === "function" && this.#attempts > 0) {
+      const transport = pick(this.#attempts);
+      this.#gateway = createClient(GatewayService, transport);
+      this.#conversationClient = createClient(ConversationService, transport);
+    }
+    this.#attempts++;
     const abort = new AbortController();
     this.#abort = abort;
     const heartbeatIntervalMs = this.#options.heartbeatIntervalMs ?? 15_000;
@@ -315,6 +342,11 @@ export class ImClient extends Emitter<ImClientEvents> {
       }
       void link?.request({ case: "ping", value: { $typeName: "im.v1.PingRequest", clientTimeMs: BigInt(Date.now()) } }).catch(() => {});
     }, heartbeatIntervalMs);
+    // A lost push at the tail of a conversation shows no gap until the next message; a
+    // periodic sync while idle bounds how long it can stay unseen.
+    const resync = setInterval(() => {
+      if (this.#state === "live") this.#apply(this.#engine.connected(), onLive);
+    }, this.#options.resyncIntervalMs ?? 60_000);
     let disconnect: Disconnect | undefined;
     const begin = () => {
       this.#link = link;
@@ -364,6 +396,7 @@ export class ImClient extends Emitter<ImClientEvents> {
       }
     } finally {
       clearInterval(heartbeat);
+      clearInterval(resync);
       this.#link = undefined;
       abort.abort();
       this.#engine.disconnected();
@@ -425,11 +458,21 @@ export class ImClient extends Emitter<ImClientEvents> {
         this.#apply(this.#engine.receive(own), () => {});
       },
       (error: ConnectError) => {
-        const retryable = error.findDetails(ErrorDetailSchema)[0]?.retryable ?? error.code === Code.Unavailable;
-        // Retryable failures stay in the outbox and go out again on the next connection.
-        if (retryable) return;
-        this.#outbox.delete(entry.request.value.clientMsgId);
-        entry.reject(error);
+        const detail = error.findDetails(ErrorDetailSchema)[0];
+        const retryable = detail?.retryable ?? error.code === Code.Unavailable;
+        if (!retryable) {
+          this.#outbox.delete(entry.request.value.clientMsgId);
+          entry.reject(error);
+          return;
+        }
+        // Retryable: it stays in the outbox. The next connection resends it; on this one it
+        // goes out again after a backoff (the same client_msg_id, so it is stored once).
+        const backoff = this.#options.backoff ?? { baseMs: 250, maxMs: 30_000 };
+        const delay = Math.max(detail?.retryAfterMs ?? 0, backoffDelayMs(entry.attempts++, backoff, this.#random));
+        const link = this.#link;
+        setTimeout(() => {
+          if (link !== undefined && this.#link === link && this.#outbox.get(entry.request.value.clientMsgId) === entry) this.#transmit(entry);
+        }, delay);
       },
     );
   }

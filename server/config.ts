@@ -1,13 +1,19 @@
 import { parseArgs } from "node:util";
 import { DEV_JWT_SECRET } from "./gateway/auth.js";
+import { CASSANDRA_CONSISTENCIES, type CassandraConsistency } from "./store/cassandra-session.js";
 
 /** Server configuration, from flags (first) and environment variables. */
 export interface ServerConfig {
   readonly host: string;
   readonly port: number;
-  readonly store: "sqlite" | "memory";
+  readonly store: "sqlite" | "memory" | "cassandra";
   readonly dataDir: string;
   readonly sqliteSync: "full" | "normal";
+  readonly cassandraContactPoints: string;
+  readonly cassandraKeyspace: string;
+  readonly cassandraLocalDc: string;
+  readonly cassandraConsistency: CassandraConsistency;
+  readonly cassandraReplicationFactor: number;
   readonly jwtSecret: string;
   readonly logLevel: string;
   readonly maxBodyBytes: number;
@@ -20,6 +26,10 @@ export interface ServerConfig {
   readonly inFlightMax: number;
   readonly drainTimeoutMs: number;
   readonly reconnectSpreadMs: number;
+  readonly workers: number;
+  readonly redisUrl: string;
+  readonly nodeId: string;
+  readonly presenceTtlMs: number;
 }
 
 interface Option {
@@ -35,9 +45,14 @@ interface Option {
 export const OPTIONS: readonly Option[] = [
   { flag: "host", env: "IM_HOST", key: "host", fallback: "127.0.0.1", kind: "string", doc: "address to listen on (0.0.0.0 for every interface)" },
   { flag: "port", env: "IM_PORT", key: "port", fallback: "8080", kind: "int", doc: "port for Connect, gRPC and gRPC-Web (HTTP/2 cleartext and HTTP/1.1)" },
-  { flag: "store", env: "IM_STORE", key: "store", fallback: "sqlite", kind: ["sqlite", "memory"], doc: "message store: sqlite (durable, embedded) or memory (tests)" },
+  { flag: "store", env: "IM_STORE", key: "store", fallback: "sqlite", kind: ["sqlite", "memory", "cassandra"], doc: "message store: sqlite (durable, embedded), cassandra (shared by many gateways) or memory (tests)" },
   { flag: "data-dir", env: "IM_DATA_DIR", key: "dataDir", fallback: ".data", kind: "string", doc: "directory of the embedded store (im.sqlite)" },
   { flag: "sqlite-sync", env: "IM_SQLITE_SYNC", key: "sqliteSync", fallback: "full", kind: ["full", "normal"], doc: "SQLite synchronous mode: full survives power loss, normal only process crashes" },
+  { flag: "cassandra-contact-points", env: "IM_CASSANDRA_CONTACT_POINTS", key: "cassandraContactPoints", fallback: "127.0.0.1:9042", kind: "string", doc: "Cassandra nodes to connect to first, comma-separated host[:port] (the port applies to every node)" },
+  { flag: "cassandra-keyspace", env: "IM_CASSANDRA_KEYSPACE", key: "cassandraKeyspace", fallback: "microchat", kind: "string", doc: "Cassandra keyspace; created with the schema (deploy/cassandra/schema.cql) if missing" },
+  { flag: "cassandra-local-dc", env: "IM_CASSANDRA_LOCAL_DC", key: "cassandraLocalDc", fallback: "datacenter1", kind: "string", doc: "the gateway's Cassandra data centre: requests go to its nodes, token-aware" },
+  { flag: "cassandra-consistency", env: "IM_CASSANDRA_CONSISTENCY", key: "cassandraConsistency", fallback: "LOCAL_QUORUM", kind: CASSANDRA_CONSISTENCIES, doc: "consistency of every Cassandra read and write; LOCAL_QUORUM keeps acknowledged messages safe when replicas fail (ONE only with one replica)" },
+  { flag: "cassandra-replication-factor", env: "IM_CASSANDRA_REPLICATION_FACTOR", key: "cassandraReplicationFactor", fallback: "1", kind: "int", doc: "replication factor in the local data centre when the keyspace is created (3 for a cluster)" },
   { flag: "jwt-secret", env: "IM_JWT_SECRET", key: "jwtSecret", fallback: DEV_JWT_SECRET, kind: "string", doc: "HS256 secret for bearer tokens (the default is for development only)" },
   { flag: "log-level", env: "IM_LOG_LEVEL", key: "logLevel", fallback: "info", kind: ["trace", "debug", "info", "warn", "error", "fatal", "silent"], doc: "pino log level" },
   { flag: "max-body-bytes", env: "IM_MAX_BODY_BYTES", key: "maxBodyBytes", fallback: "65536", kind: "int", doc: "largest message body" },
@@ -50,6 +65,10 @@ export const OPTIONS: readonly Option[] = [
   { flag: "inflight-max", env: "IM_INFLIGHT_MAX", key: "inFlightMax", fallback: "64", kind: "int", doc: "requests in flight per long connection" },
   { flag: "drain-timeout-ms", env: "IM_DRAIN_TIMEOUT_MS", key: "drainTimeoutMs", fallback: "10000", kind: "int", doc: "on SIGTERM, how long in-flight requests may take to finish" },
   { flag: "reconnect-spread-ms", env: "IM_RECONNECT_SPREAD_MS", key: "reconnectSpreadMs", fallback: "5000", kind: "int", doc: "on shutdown, clients are told to reconnect after a random delay up to this" },
+  { flag: "workers", env: "IM_WORKERS", key: "workers", fallback: "0", kind: "int", doc: "gateway worker processes sharing the port with SO_REUSEPORT (0: one per core; the memory store runs 1)" },
+  { flag: "redis-url", env: "IM_REDIS_URL", key: "redisUrl", fallback: "", kind: "string", doc: "Redis for presence and cross-process delivery (redis://host:port); needed for several nodes; empty: none" },
+  { flag: "node-id", env: "IM_NODE_ID", key: "nodeId", fallback: "", kind: "string", doc: "this node's id in Redis presence, unique per running node (empty: <hostname>-<pid>)" },
+  { flag: "presence-ttl-ms", env: "IM_PRESENCE_TTL_MS", key: "presenceTtlMs", fallback: "30000", kind: "int", doc: "a dead node's Redis presence entries expire after this; refreshed every third of it" },
 ];
 
 /** Parses flags and environment; throws an Error naming the bad setting. */

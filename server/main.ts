@@ -12,9 +12,11 @@ import { createReflectionService } from "./gateway/reflection-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ConversationService } from "../gen/im/v1/conversation_pb.js";
 import { GatewayService } from "../gen/im/v1/gateway_pb.js";
-import { LocalDeliveryRouter } from "./route/local-delivery-router.js";
+import { resolveWorkerCount, runPrimary, workerContext, type WorkerContext } from "./cluster.js";
+import { startRouting } from "./route/routing.js";
 import type { MessageStore } from "./store/message-store.js";
 import { MemoryMessageStore } from "./store/memory-message-store.js";
+import { openCassandraMessageStore } from "./store/cassandra-message-store.js";
 import { openSqliteMessageStore } from "./store/sqlite-message-store.js";
 import { systemClock, systemRandom } from "./system.js";
 
@@ -27,15 +29,24 @@ export interface RunningServer {
 }
 
 /** The composition root: picks adapters from the configuration and starts the gateway. */
-export async function startServer(config: ServerConfig, logger = pino({ level: config.logLevel })): Promise<RunningServer> {
+export async function startServer(config: ServerConfig, logger = pino({ level: config.logLevel }), worker?: WorkerContext): Promise<RunningServer> {
   let store: MessageStore;
   if (config.store === "memory") {
     store = new MemoryMessageStore();
+  } else if (config.store === "cassandra") {
+    store = await openCassandraMessageStore({
+      contactPoints: config.cassandraContactPoints.split(",").map((c) => c.trim()).filter((c) => c !== ""),
+      keyspace: config.cassandraKeyspace,
+      localDataCenter: config.cassandraLocalDc,
+      consistency: config.cassandraConsistency,
+      replicationFactor: config.cassandraReplicationFactor,
+    });
   } else {
     mkdirSync(config.dataDir, { recursive: true });
     store = openSqliteMessageStore({ path: path.join(config.dataDir, "im.sqlite"), synchronous: config.sqliteSync });
   }
-  const router = new LocalDeliveryRouter();
+  const routing = await startRouting({ redisUrl: config.redisUrl, nodeId: config.nodeId, worker, presenceTtlMs: config.presenceTtlMs, clock: systemClock, logger });
+  const router = routing.router;
   const messaging = new Messaging({
     store,
     router,
@@ -61,6 +72,9 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     },
     // Tell load balancers first, then the clients.
     onDrain: () => health.shutdown(),
+    reusePort: worker !== undefined,
+    connectionIdPrefix: routing.workerId,
+    extraStats: () => ({ routing: routing.stats() }),
     limits: {
       pushQueueMax: config.pushQueueMax,
       pushQueueBytesMax: config.pushQueueBytesMax,
@@ -74,6 +88,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     store,
     async stop() {
       await gateway.close({ drainTimeoutMs: config.drainTimeoutMs, reconnectSpreadMs: config.reconnectSpreadMs });
+      await routing.close();
       await store.close();
     },
   };
@@ -90,7 +105,24 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel });
   const { jwtSecret: _secret, ...shown } = config;
   if (config.jwtSecret === DEV_JWT_SECRET) logger.warn("IM_JWT_SECRET is not set: using the development secret; anyone can mint tokens");
-  const server = await startServer(config, logger);
+  let workers: number;
+  try {
+    workers = resolveWorkerCount(config.workers, config.store);
+  } catch (error) {
+    process.stderr.write(`microchat: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  const worker = workerContext(config.redisUrl === "");
+  if (worker === undefined && workers > 1) return runPrimary(config, logger, workers);
+  let server: RunningServer;
+  try {
+    server = await startServer(config, worker === undefined ? logger : logger.child({ worker: worker.index }), worker);
+  } catch (error) {
+    // E.g. the store cannot be reached: one clear line, the details in the log.
+    logger.error({ err: error }, "cannot start");
+    process.stderr.write(`microchat: cannot start: ${(error as Error).message}\n`);
+    process.exit(1);
+  }
   logger.info({ config: shown, url: `http://${config.host}:${server.gateway.port}` }, `listening on ${config.host}:${server.gateway.port} (Connect, gRPC, gRPC-Web)`);
   let stopping = false;
   const stop = (signal: string) => {
@@ -110,6 +142,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  worker?.onPrimaryGone(() => stop("primary gone"));
+  worker?.ready(server.gateway.port);
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("server/main.ts")) {

@@ -7,7 +7,7 @@ const readme = readFileSync("README.md", "utf8");
 
 describe("README", () => {
   it.each(OPTIONS.map((o) => [o.env, o]))("documents %s with its flag and default", (_env, o) => {
-    const shown = o.fallback === DEV_JWT_SECRET ? "(development secret)" : `\`${o.fallback}\``;
+    const shown = o.fallback === DEV_JWT_SECRET ? "(development secret)" : o.fallback === "" ? "(none)" : `\`${o.fallback}\``;
     expect(readme).toContain(`| \`--${o.flag}\` | \`${o.env}\` | ${shown} |`);
   });
 

@@ -37,6 +37,13 @@ export interface GatewayServerOptions {
   readonly extraRoutes?: (router: ConnectRouter) => void;
   /** Called when the server starts draining, before clients are told (e.g. health NOT_SERVING). */
   readonly onDrain?: () => void;
+  /**
+   * Listen with SO_REUSEPORT, so several worker processes each hold their own listening socket
+   * on the same port and the kernel spreads new connections over them.
+   */
+  readonly reusePort?: boolean;
+  /** More fields for the /stats JSON (e.g. routing counters). */
+  readonly extraStats?: () => Record<string, unknown>;
 }
 
 /** A running gateway. */
@@ -86,7 +93,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     fallback(req, res) {
       if (req.url === "/stats" && req.method === "GET") {
         const mem = process.memoryUsage();
-        const body = JSON.stringify({ pid: process.pid, connections: registry.size, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, uptimeS: process.uptime() });
+        const body = JSON.stringify({ pid: process.pid, connections: registry.size, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, uptimeS: process.uptime(), ...options.extraStats?.() });
         res.writeHead(200, { "content-type": "application/json" });
         res.end(body);
         return;
@@ -106,7 +113,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   });
   await new Promise<void>((resolve, reject) => {
     tcp.once("error", reject);
-    tcp.listen({ host: options.host, port: options.port }, () => {
+    tcp.listen({ host: options.host, port: options.port, reusePort: options.reusePort ?? false }, () => {
       tcp.off("error", reject);
       resolve();
     });

@@ -72,6 +72,26 @@ describe("gateway over HTTP/2 with the SDK client", () => {
     expect(bobSeen).toEqual([1, 2, 3, 4].map((i) => `${conv}:${i}:m${i}`));
   });
 
+  it("sees a push lost at the tail of a conversation through its periodic sync", async () => {
+    const alice = await t.client("alice");
+    const bob = await t.client("bob", { resyncIntervalMs: 300, faults: { dropPush: (m) => m.seq === 1 } });
+    const bobSeen = recordMessages(bob);
+    await waitFor(() => alice.idle() && bob.idle(), "clients live");
+    await alice.send({ toUserId: "bob", body: "only one" });
+    await waitFor(() => bobSeen.length === 1, "bob's resync");
+  });
+
+  it("moves its own read position with the answer to markRead", async () => {
+    const alice = await t.client("alice");
+    const reads: number[] = [];
+    alice.on("read", (r) => reads.push(r.readSeq));
+    await waitFor(() => alice.idle(), "client live");
+    const r = await alice.send({ toUserId: "bob", body: "x" });
+    expect(await alice.markRead(r.conversationId, 1)).toBe(1);
+    expect(reads).toEqual([1]);
+    expect(alice.cursors()).toEqual([{ conversationId: r.conversationId, lastSeq: 1, readSeq: 1 }]);
+  });
+
   it("returns the original result for a repeated client_msg_id and stores one message", async () => {
     const alice = await t.client("alice");
     const bob = await t.client("bob");
