@@ -26,6 +26,7 @@ export interface ServerConfig {
   readonly inFlightMax: number;
   readonly drainTimeoutMs: number;
   readonly reconnectSpreadMs: number;
+  readonly listenBacklog: number;
   readonly workers: number;
   readonly redisUrl: string;
   readonly nodeId: string;
@@ -69,6 +70,7 @@ export const OPTIONS: readonly Option[] = [
   { flag: "redis-url", env: "IM_REDIS_URL", key: "redisUrl", fallback: "", kind: "string", doc: "Redis for presence and cross-process delivery (redis://host:port); needed for several nodes; empty: none" },
   { flag: "node-id", env: "IM_NODE_ID", key: "nodeId", fallback: "", kind: "string", doc: "this node's id in Redis presence, unique per running node (empty: <hostname>-<pid>)" },
   { flag: "presence-ttl-ms", env: "IM_PRESENCE_TTL_MS", key: "presenceTtlMs", fallback: "30000", kind: "int", doc: "a dead node's Redis presence entries expire after this; refreshed every third of it" },
+  { flag: "listen-backlog", env: "IM_LISTEN_BACKLOG", key: "listenBacklog", fallback: "4096", kind: "int", doc: "accept queue length of the listening socket (capped by net.core.somaxconn); a reconnect storm overflows a short one" },
 ];
 
 /** Parses flags and environment; throws an Error naming the bad setting. */

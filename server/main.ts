@@ -73,6 +73,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     // Tell load balancers first, then the clients.
     onDrain: () => health.shutdown(),
     reusePort: worker !== undefined,
+    listenBacklog: config.listenBacklog,
     connectionIdPrefix: routing.workerId,
     extraStats: () => ({ routing: routing.stats() }),
     limits: {

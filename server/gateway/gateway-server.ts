@@ -42,6 +42,11 @@ export interface GatewayServerOptions {
    * on the same port and the kernel spreads new connections over them.
    */
   readonly reusePort?: boolean;
+  /**
+   * Accept queue length of the listening socket (the kernel caps it at net.core.somaxconn).
+   * Node's default, 511, overflows when thousands of clients reconnect at once.
+   */
+  readonly listenBacklog?: number;
   /** More fields for the /stats JSON (e.g. routing counters). */
   readonly extraStats?: () => Record<string, unknown>;
 }
@@ -113,7 +118,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   });
   await new Promise<void>((resolve, reject) => {
     tcp.once("error", reject);
-    tcp.listen({ host: options.host, port: options.port, reusePort: options.reusePort ?? false }, () => {
+    tcp.listen({ host: options.host, port: options.port, reusePort: options.reusePort ?? false, backlog: options.listenBacklog ?? 4096 }, () => {
       tcp.off("error", reject);
       resolve();
     });

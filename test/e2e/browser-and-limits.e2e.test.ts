@@ -1,3 +1,5 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
@@ -131,5 +133,19 @@ describe("bounds on a long connection", () => {
     await waitFor(() => reasons.length === 1, "disconnect frame");
     expect(reasons[0]!.reason).toBe(DisconnectReason.SERVER_SHUTDOWN);
     expect(reasons[0]!.after).toBeLessThanOrEqual(3000);
+  });
+});
+
+describe("the listening socket", () => {
+  it("uses the configured accept backlog, so reconnect storms are not reset", async () => {
+    const t = await startTestServer(["--listen-backlog", "1000"]);
+    try {
+      // ss shows a listening socket's backlog in Send-Q (capped by net.core.somaxconn).
+      const somaxconn = Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+      const line = execFileSync("ss", ["-ltnH", `sport = :${t.port}`], { encoding: "utf8" }).trim();
+      expect(Number(line.split(/\s+/)[2])).toBe(Math.min(1000, somaxconn));
+    } finally {
+      await t.stop();
+    }
   });
 });
