@@ -1,7 +1,7 @@
 import type { Client } from "@connectrpc/connect";
 import type { ConversationService } from "../gen/im/v1/conversation_pb.js";
 import type { LoadgenOptions } from "./options.js";
-import type { ExpectationList, HistogramName } from "./protocol.js";
+import type { DeviceSpec, ExpectationList, HistogramName } from "./protocol.js";
 import type { ServerSnapshot } from "./server-stats.js";
 import type { WorkerPool } from "./worker-pool.js";
 
@@ -80,4 +80,19 @@ export function shard<T>(items: readonly T[], n: number): T[][] {
 /** Sum of a numeric field over results. */
 export function sum<T>(items: readonly T[], field: (item: T) => number): number {
   return items.reduce((n, item) => n + field(item), 0);
+}
+
+/**
+ * The ramp every scenario starts with: each client process opens its shard of devices at its
+ * share of the connect rate, recording connect latency.
+ */
+export function openRamp(ctx: ScenarioContext, shards: readonly (readonly DeviceSpec[])[]) {
+  const { options, pool } = ctx;
+  return pool.each((w) => ({
+    op: "open" as const,
+    devices: [...shards[w]!],
+    ratePerS: options.connectRate / pool.size,
+    timeoutMs: options.connectTimeoutS * 1000,
+    recordLatency: true,
+  }));
 }

@@ -1,7 +1,7 @@
 import { directConversationId } from "../../server/core/conversation-id.js";
 import type { DeviceSpec, SendEntry } from "../protocol.js";
 import type { Figure, Scenario } from "../scenario.js";
-import { shard, sum } from "../scenario.js";
+import { openRamp, shard, sum } from "../scenario.js";
 import { SendLedger } from "../send-ledger.js";
 
 const KB = 1024;
@@ -36,13 +36,7 @@ export const connectionsScenario: Scenario = {
 
     const before = await ctx.probe();
     ctx.phase("ramp");
-    const opened = await pool.each((w) => ({
-      op: "open" as const,
-      devices: shards[w]!,
-      ratePerS: options.connectRate / pool.size,
-      timeoutMs: options.connectTimeoutS * 1000,
-      recordLatency: true,
-    }));
+    const opened = await openRamp(ctx, shards);
     const live = sum(opened, (r) => r.live);
     const rampS = Math.max(...opened.map((r) => r.elapsedMs)) / 1000;
     ctx.log(`connections: ${live}/${n} live after ${rampS.toFixed(1)} s`);

@@ -1,6 +1,6 @@
 import type { DeviceSpec, SendEntry } from "../protocol.js";
 import type { Figure, Scenario } from "../scenario.js";
-import { shard, sum } from "../scenario.js";
+import { openRamp, shard, sum } from "../scenario.js";
 import { SendLedger } from "../send-ledger.js";
 
 /** Members per CreateGroup / AddMembers call (the API's bound). */
@@ -54,13 +54,7 @@ export const groupFanoutScenario: Scenario = {
     const shardOf = new Map(specs.map((s, i) => [s.deviceId, i % pool.size]));
 
     ctx.phase("ramp");
-    const opened = await pool.each((w) => ({
-      op: "open" as const,
-      devices: shards[w]!,
-      ratePerS: options.connectRate / pool.size,
-      timeoutMs: options.connectTimeoutS * 1000,
-      recordLatency: true,
-    }));
+    const opened = await openRamp(ctx, shards);
     const live = sum(opened, (r) => r.live);
     ctx.log(`group-fanout: ${live}/${specs.length} devices live`);
 

@@ -1,7 +1,7 @@
 import { directConversationId } from "../../server/core/conversation-id.js";
 import type { DeviceSpec, SendEntry } from "../protocol.js";
 import type { Figure, Scenario } from "../scenario.js";
-import { shard, sum } from "../scenario.js";
+import { openRamp, shard, sum } from "../scenario.js";
 import { SendLedger } from "../send-ledger.js";
 
 /**
@@ -72,13 +72,7 @@ export const offlineSyncScenario: Scenario = {
     };
 
     ctx.phase("ramp");
-    const opened = await pool.each((w) => ({
-      op: "open" as const,
-      devices: shards[w]!,
-      ratePerS: options.connectRate / pool.size,
-      timeoutMs: options.connectTimeoutS * 1000,
-      recordLatency: true,
-    }));
+    const opened = await openRamp(ctx, shards);
     ctx.log(`offline-sync: ${sum(opened, (r) => r.live)}/${all.length} devices live`);
 
     if (params.history! > 0) {
