@@ -28,7 +28,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS } from "../server/core/limits.js";
 import { createMessageIdGenerator } from "../server/core/message-id.js";
 import { Messaging, type Cursor } from "../server/core/messaging.js";
-import { LocalDeliveryRouter } from "../server/route/local-delivery-router.js";
+import { discardEvents } from "../server/core/events.js";
 import { openCassandraMessageStore } from "../server/store/cassandra-message-store.js";
 import type { MessageStore } from "../server/store/message-store.js";
 import { openSqliteMessageStore } from "../server/store/sqlite-message-store.js";
@@ -127,7 +127,7 @@ async function runOnce(store: MessageStore): Promise<RunResult> {
   // Syncs through the core, cursors 5 messages behind everywhere.
   const messaging = new Messaging({
     store,
-    router: new LocalDeliveryRouter(),
+    events: discardEvents,
     clock: systemClock,
     ids: createMessageIdGenerator(systemClock, systemRandom),
     limits: DEFAULT_LIMITS,

@@ -378,7 +378,7 @@ export class ImClient extends Emitter<ImClientEvents> {
           // started after it misses nothing.
           if (frame.case === "heartbeatMs") {
             if (this.#link !== link) begin();
-          } else if (frame.case !== undefined) {
+          } else if (frame.case !== undefined && frame.case !== "membership") {
             push(frame);
           }
         }
@@ -391,6 +391,7 @@ export class ImClient extends Emitter<ImClientEvents> {
           lastHeard = Date.now();
           const frame = response.frame;
           if (frame.case === "disconnect" || frame.case === "message" || frame.case === "read") push(frame);
+          else if (frame.case === "membership") continue;
           else bidi.answer(response);
         }
       }

@@ -3,8 +3,8 @@ import net from "node:net";
 import { availableParallelism, hostname } from "node:os";
 import type { Logger } from "pino";
 import type { ServerConfig } from "./config.js";
-import { IpcPushRelay, isIpcRouteMessage, type IpcPort, type IpcRouteMessage } from "./route/ipc-delivery-router.js";
-import type { IpcEndpoint } from "./route/routing.js";
+import { IpcBrokerRelay, isIpcBrokerMessage, type IpcBrokerMessage, type IpcPort } from "./route/ipc-broker.js";
+import { workerIdOf, type IpcEndpoint } from "./route/routing.js";
 
 /** Set by the primary in each worker's environment: the worker's index (0-based). */
 export const WORKER_INDEX_ENV = "IM_WORKER_INDEX";
@@ -20,8 +20,10 @@ export interface ClusterOptions {
   readonly args: readonly string[];
   readonly execArgv?: readonly string[];
   readonly env: NodeJS.ProcessEnv;
-  /** Relay pushes between workers through the primary (no Redis). */
+  /** Relay publications and owner calls between workers through the primary (no Redis). */
   readonly relay: boolean;
+  /** The node's id, which names its workers (`<node>.w<index>`). */
+  readonly nodeId: string;
   readonly logger: Logger;
   /** On stop, how long workers may drain before SIGKILL. */
   readonly stopTimeoutMs: number;
@@ -52,7 +54,7 @@ interface Slot {
   timer: NodeJS.Timeout | undefined;
 }
 
-type WorkerMessage = IpcRouteMessage | { readonly type: "im.ready"; readonly port: number };
+type WorkerMessage = IpcBrokerMessage | { readonly type: "im.ready"; readonly port: number };
 
 /**
  * The number of workers to run: `requested`, or one per core when 0. The memory store lives
@@ -80,7 +82,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const restartWindowMs = options.restartWindowMs ?? 60_000;
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
   const port = options.port !== 0 ? options.port : await freePort(options.host);
-  const relay = options.relay ? new IpcPushRelay() : undefined;
+  const relay = options.relay ? new IpcBrokerRelay() : undefined;
   const slots: Slot[] = Array.from({ length: options.workers }, (_, index) => ({ index, child: undefined, restarts: [], timer: undefined }));
   let stopping = false;
   let giveUp!: (error: Error) => void;
@@ -95,7 +97,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       stdio: "inherit",
     });
     slot.child = child;
-    const id = String(slot.index);
+    const id = workerIdOf(options.nodeId, slot.index);
     relay?.addWorker(id, childPort(child));
     return new Promise<void>((resolve, reject) => {
       let ready = false;
@@ -107,8 +109,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
           ready = true;
           clearTimeout(readyTimer);
           logger.info({ worker: slot.index, workerPid: child.pid, port }, "worker listening");
+          relay?.workerReady(id);
           resolve();
-        } else if (isIpcRouteMessage(message)) {
+        } else if (isIpcBrokerMessage(message)) {
           relay?.receive(id, message);
         }
       });
@@ -186,7 +189,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
 /** This process's role when the primary forked it. */
 export interface WorkerContext {
   readonly index: number;
-  /** The push relay through the primary; undefined when Redis routes (the primary relays nothing then). */
+  /** The relay through the primary; undefined when Redis routes (the primary relays nothing then). */
   readonly relay: IpcEndpoint | undefined;
   /** Tells the primary this worker listens. */
   ready(port: number): void;
@@ -216,7 +219,7 @@ export function workerContext(relay: boolean): WorkerContext | undefined {
           port,
           onMessage(listener) {
             process.on("message", (message: unknown) => {
-              if (isIpcRouteMessage(message)) listener(message);
+              if (isIpcBrokerMessage(message)) listener(message);
             });
           },
         }
@@ -276,6 +279,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, workers: 
       // Every worker of the node shares the node id; presence tells them apart by worker index.
       env: { ...process.env, IM_NODE_ID: nodeId },
       relay: config.redisUrl === "",
+      nodeId,
       logger,
       stopTimeoutMs: config.drainTimeoutMs + 5000,
     });

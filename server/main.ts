@@ -45,15 +45,22 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     mkdirSync(config.dataDir, { recursive: true });
     store = openSqliteMessageStore({ path: path.join(config.dataDir, "im.sqlite"), synchronous: config.sqliteSync });
   }
-  const routing = await startRouting({ redisUrl: config.redisUrl, nodeId: config.nodeId, worker, presenceTtlMs: config.presenceTtlMs, clock: systemClock, logger });
-  const router = routing.router;
-  const messaging = new Messaging({
+  let messaging: Messaging | undefined;
+  const routing = await startRouting({
+    redisUrl: config.redisUrl,
+    nodeId: config.nodeId,
+    worker,
+    presenceTtlMs: config.presenceTtlMs,
+    clock: systemClock,
+    logger,
+    groupsOf: (userId) => messaging!.groupsOf(userId),
+  });
+  messaging = new Messaging({
     store,
-    router,
+    events: routing.events,
     clock: systemClock,
     ids: createMessageIdGenerator(systemClock, systemRandom),
     limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
-    onBackgroundError: (err, context) => logger.warn({ err }, context),
   });
   const health = createHealthService();
   const reflection = createReflectionService([GatewayService, ConversationService, Health]);
@@ -61,7 +68,8 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     host: config.host,
     port: config.port,
     messaging,
-    router,
+    hub: routing.hub,
+    ownership: { owners: routing.owners, calls: routing.calls },
     verifier: createTokenVerifier(config.jwtSecret),
     clock: systemClock,
     logger,

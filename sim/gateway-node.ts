@@ -1,10 +1,9 @@
 import type { Random } from "../server/core/clock.js";
 import type { Limits } from "../server/core/limits.js";
-import type { Push } from "../server/route/delivery-router.js";
 import type { Checkers } from "./checkers.js";
 import type { Faults } from "./fault-plan.js";
 import type { StoreBackend, StoreBugs } from "./faulty-store.js";
-import type { ClientFrame, DisconnectCause, Link, Network } from "./network.js";
+import type { ClientFrame, DisconnectCause, Link, Network, Push } from "./network.js";
 import { NodeIncarnation } from "./node-incarnation.js";
 import type { Scheduler } from "./scheduler.js";
 import type { Stats } from "./stats.js";

@@ -1,12 +1,16 @@
 import type { FetchOutcome, SyncOutcome } from "../server/core/messaging.js";
 import type { StoredMessage } from "../server/core/model.js";
-import type { Push, PushTarget } from "../server/route/delivery-router.js";
 import type { ClientCursor } from "../client/sync-engine.js";
 import type { Faults, PushFate } from "./fault-plan.js";
 import type { GatewayNode } from "./gateway-node.js";
 import type { Scheduler } from "./scheduler.js";
 import type { Device, OutboxEntry } from "./device.js";
 import type { Stats } from "./stats.js";
+
+/** Something delivered to a device's connections: a message, or a read position. */
+export type Push =
+  | { readonly kind: "message"; readonly message: StoredMessage }
+  | { readonly kind: "read"; readonly conversationId: string; readonly readSeq: number };
 
 /** Why a connection ended, as the client learns it (the sim's DisconnectReason plus network causes). */
 export type DisconnectCause = "slow-consumer" | "heartbeat-timeout" | "reset" | "refused" | "request-failed";
@@ -33,7 +37,7 @@ export type ServerFrame =
  * they were sent (a TCP stream), each after a drawn latency; a dropped or closed link loses
  * every frame still in flight. Plain fields only: a million of these must stay small.
  */
-export class Link implements PushTarget {
+export class Link {
   readonly connectionId: string;
   readonly device: Device;
   readonly node: GatewayNode;

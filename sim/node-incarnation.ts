@@ -1,25 +1,37 @@
 import type { Clock } from "../server/core/clock.js";
+import { parseConversationId } from "../server/core/conversation-id.js";
+import type { EventSink } from "../server/core/events.js";
 import { createMessageIdGenerator } from "../server/core/message-id.js";
 import { Messaging } from "../server/core/messaging.js";
+import type { ConversationRecord, StoredMessage } from "../server/core/model.js";
 import { StoreUnavailableError } from "../server/core/result.js";
-import type { DeliveryRouter, Push, PushTarget } from "../server/route/delivery-router.js";
+import type { MessageStore } from "../server/store/message-store.js";
 import { FaultyStore, type StoreCaller } from "./faulty-store.js";
 import type { GatewayNode, NodeContext } from "./gateway-node.js";
-import type { ClientFrame, Link, ServerFrame } from "./network.js";
+import type { ClientFrame, Push, ServerFrame } from "./network.js";
 
 const RESOLVED = Promise.resolve();
 
 /** The body of every simulated message (its bytes do not matter; the store copies it). */
 const BODY = new Uint8Array(16);
 
+/** Members read per page when a group message is routed to its members' connections. */
+const FANOUT_PAGE = 1000;
+
 /**
  * One life of a gateway process, between a start and a crash: its own Messaging (the real
  * core) with its own clock (virtual time plus a skew) and id generator, its own store view, and
- * the DeliveryRouter port the core pushes through. Output of a dead incarnation is dropped.
+ * the EventSink port the core hands stored events to. Output of a dead incarnation is dropped.
+ *
+ * Events reach connections the way user-addressed routing does: a group message's members
+ * are read from the store in pages, one conversation's fan-outs chained in order, and handed
+ * to the node's routing layer (local, or across the inter-node hop).
  */
-export class NodeIncarnation implements DeliveryRouter, StoreCaller {
+export class NodeIncarnation implements EventSink, StoreCaller {
   readonly #node: GatewayNode;
   readonly #ctx: NodeContext;
+  readonly #store: MessageStore;
+  readonly #fanouts = new Map<string, Promise<void>>();
   readonly generation: number;
   readonly messaging: Messaging;
 
@@ -28,13 +40,13 @@ export class NodeIncarnation implements DeliveryRouter, StoreCaller {
     this.#ctx = ctx;
     this.generation = generation;
     const clock: Clock = { nowMs: () => ctx.config.epochMs + ctx.sched.nowMs + skewMs };
+    this.#store = new FaultyStore(ctx.backend, this, ctx.sched, ctx.faults, ctx.stats, ctx.trace, ctx.storeBugs);
     this.messaging = new Messaging({
-      store: new FaultyStore(ctx.backend, this, ctx.sched, ctx.faults, ctx.stats, ctx.trace, ctx.storeBugs),
-      router: this,
+      store: this.#store,
+      events: this,
       clock,
       ids: createMessageIdGenerator(clock, ctx.random),
       limits: ctx.config.limits,
-      onBackgroundError: (error, context) => this.#unexpected(error, context, true),
     });
   }
 
@@ -46,20 +58,46 @@ export class NodeIncarnation implements DeliveryRouter, StoreCaller {
     return this.#node.partitioned && this.#ctx.faults.config.partitionStore === 1;
   }
 
-  attach(target: PushTarget): void {
-    this.#node.attach(target as Link);
+  messageAppended(conversation: ConversationRecord, message: StoredMessage, originConnectionId: string | undefined): void {
+    this.#fanout(conversation.id, { kind: "message", message }, originConnectionId);
   }
 
-  detach(target: PushTarget): void {
-    this.#node.detach(target as Link);
+  readMoved(userId: string, conversationId: string, readSeq: number, originConnectionId: string | undefined): void {
+    this.#deliver([userId], { kind: "read", conversationId, readSeq }, originConnectionId);
   }
 
-  deliver(userIds: readonly string[], push: Push, exceptConnectionId?: string): void {
+  membersChanged(): void {
+    // Membership changes are not part of the simulated workload.
+  }
+
+  #deliver(userIds: readonly string[], push: Push, exceptConnectionId?: string): void {
     if (this.alive) this.#node.route(userIds, push, exceptConnectionId);
   }
 
-  connectionCount(): number {
-    return this.#node.connectionCount();
+  #fanout(conversationId: string, push: Push, except: string | undefined): void {
+    const previous = this.#fanouts.get(conversationId) ?? RESOLVED;
+    const next = previous
+      .then(() => this.#toMembers(conversationId, push, except))
+      .catch((error: unknown) => this.#unexpected(error, `fan-out of ${conversationId}`, true))
+      .finally(() => {
+        if (this.#fanouts.get(conversationId) === next) this.#fanouts.delete(conversationId);
+      });
+    this.#fanouts.set(conversationId, next);
+  }
+
+  async #toMembers(conversationId: string, push: Push, except: string | undefined): Promise<void> {
+    const parsed = parseConversationId(conversationId);
+    if (parsed?.kind === "direct") {
+      this.#deliver([parsed.userA, parsed.userB], push, except);
+      return;
+    }
+    let after = "";
+    for (;;) {
+      const batch = await this.#store.listMembers(conversationId, after, FANOUT_PAGE);
+      if (batch.length > 0) this.#deliver(batch, push, except);
+      if (batch.length < FANOUT_PAGE) return;
+      after = batch[batch.length - 1]!;
+    }
   }
 
   /** Answers one request frame the way the gateway service does. */

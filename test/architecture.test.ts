@@ -5,6 +5,9 @@ import { describe, expect, it } from "vitest";
 /** Files the simulator runs on virtual time: they must not reach for I/O, timers or global time. */
 const PURE = [
   ...readdirSync("server/core").map((f) => path.join("server/core", f)),
+  "server/route/hub.ts",
+  "server/route/publication.ts",
+  "server/route/channel-publisher.ts",
   "client/sync-engine.ts",
   "client/backoff.ts",
 ];

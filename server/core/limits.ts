@@ -18,8 +18,6 @@ export interface Limits {
   /** Entries in one page of a list call: default and cap. */
   readonly pageDefault: number;
   readonly pageMax: number;
-  /** Recipients handed to the delivery router per batch when fanning out a group message. */
-  readonly fanoutBatch: number;
 }
 
 /** The defaults, documented in the README's configuration table. */
@@ -35,7 +33,6 @@ export const DEFAULT_LIMITS: Limits = {
   fetchMax: 1000,
   pageDefault: 100,
   pageMax: 1000,
-  fanoutBatch: 1000,
 };
 
 /** `requested` if set (non-zero), else `fallback`, never above `cap`. */

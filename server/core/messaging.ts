@@ -1,7 +1,7 @@
-import type { DeliveryRouter, Push } from "../route/delivery-router.js";
 import type { MessageStore } from "../store/message-store.js";
 import type { Clock } from "./clock.js";
 import { directConversationId, isUserId, parseConversationId } from "./conversation-id.js";
+import type { EventSink } from "./events.js";
 import { clampPage, type Limits } from "./limits.js";
 import type { MessageIdGenerator } from "./message-id.js";
 import { compareSessions, type ConversationRecord, type SessionEntry, type StoredMessage } from "./model.js";
@@ -76,17 +76,16 @@ export interface Page<T> {
 /** What the core needs from its surroundings. */
 export interface MessagingDeps {
   readonly store: MessageStore;
-  readonly router: DeliveryRouter;
+  /** Where stored events go to reach devices. */
+  readonly events: EventSink;
   readonly clock: Clock;
   readonly ids: MessageIdGenerator;
   readonly limits: Limits;
-  /** Told about failures of background work (fan-out), which has no caller to answer. */
-  readonly onBackgroundError?: (error: unknown, context: string) => void;
 }
 
 /**
  * The messaging domain: sends, sync, gap repair, read positions and groups, over a
- * MessageStore and a DeliveryRouter. Pure: no I/O of its own, no timers, no global time or
+ * MessageStore and an EventSink. Pure: no I/O of its own, no timers, no global time or
  * randomness, so the simulator runs it on virtual time.
  *
  * Every method takes the authenticated user id; membership is checked here, so no caller can
@@ -95,16 +94,16 @@ export interface MessagingDeps {
  */
 export class Messaging {
   readonly #deps: MessagingDeps;
-  /** Per-conversation chain of fan-outs, so pushes of one conversation leave in seq order. */
-  readonly #fanouts = new Map<string, Promise<void>>();
 
   constructor(deps: MessagingDeps) {
     this.#deps = deps;
   }
 
   /**
-   * Appends a message and pushes it to every live connection of every member, the sender's
-   * other connections included (not `originConnectionId`, which gets the result instead).
+   * Appends a message and hands it to the EventSink for every live connection of every
+   * member, the sender's other connections included (not `originConnectionId`, which gets the
+   * result instead). Appends of one conversation issued here resolve in seq order (the store's
+   * contract), and each is handed over as it resolves, so the events leave in seq order.
    */
   async send(userId: string, command: SendCommand, originConnectionId?: string): Promise<Result<SendOutcome>> {
     const { store, limits, clock, ids } = this.#deps;
@@ -123,9 +122,7 @@ export class Messaging {
       contentType: command.contentType,
       data: command.data,
     });
-    if (!result.duplicate) {
-      this.#fanout(conversation, { kind: "message", message: result.message }, originConnectionId);
-    }
+    if (!result.duplicate) this.#deps.events.messageAppended(conversation, result.message, originConnectionId);
     return ok(result);
   }
 
@@ -200,7 +197,7 @@ export class Messaging {
       return fail("out_of_range", `read_seq ${readSeq} is beyond the conversation's last seq ${conversation.value.lastSeq}`);
     }
     const effective = await this.#deps.store.markRead(userId, conversationId, readSeq);
-    this.#deps.router.deliver([userId], { kind: "read", conversationId, readSeq: effective }, originConnectionId);
+    this.#deps.events.readMoved(userId, conversationId, effective, originConnectionId);
     return ok(effective);
   }
 
@@ -214,6 +211,7 @@ export class Messaging {
       return fail("limit_exceeded", `a group holds at most ${limits.groupMembersMax} members`);
     }
     const record = await store.createGroup({ id: `g:${ids.next()}`, title, ownerId: userId, createdAtMs: clock.nowMs() }, members);
+    this.#deps.events.membersChanged(record, members, []);
     return ok(record);
   }
 
@@ -224,8 +222,10 @@ export class Messaging {
     const invalid = userIds.find((m) => !isUserId(m));
     if (invalid !== undefined) return fail("invalid_argument", `invalid user id ${JSON.stringify(invalid)}`);
     const { store, limits, clock } = this.#deps;
-    const change = await store.addMembers(conversationId, [...new Set(userIds)], limits.groupMembersMax, clock.nowMs());
+    const wanted = [...new Set(userIds)];
+    const change = await store.addMembers(conversationId, wanted, limits.groupMembersMax, clock.nowMs());
     if (change === "limit") return fail("limit_exceeded", `a group holds at most ${limits.groupMembersMax} members`);
+    this.#deps.events.membersChanged({ ...group.value, memberCount: change.memberCount }, wanted, []);
     return ok({ added: change.changed, memberCount: change.memberCount });
   }
 
@@ -236,7 +236,9 @@ export class Messaging {
     if (group.value.ownerId !== userId && userIds.some((id) => id !== userId)) {
       return fail("permission_denied", "only the group's owner may remove other members");
     }
-    const change = await this.#deps.store.removeMembers(conversationId, [...new Set(userIds)]);
+    const unwanted = [...new Set(userIds)];
+    const change = await this.#deps.store.removeMembers(conversationId, unwanted);
+    this.#deps.events.membersChanged({ ...group.value, memberCount: change.memberCount }, [], unwanted);
     return ok({ removed: change.changed, memberCount: change.memberCount });
   }
 
@@ -267,9 +269,11 @@ export class Messaging {
     return ok({ items, nextPageToken: more ? `${last.updatedAtMs}.${last.conversationId}` : "" });
   }
 
-  /** Resolves once every fan-out started so far has been handed to the router. */
-  async settled(): Promise<void> {
-    while (this.#fanouts.size > 0) await Promise.all(this.#fanouts.values());
+  /** The ids of the groups `userId` belongs to (at most the session scan bound), for the hub's index. */
+  async groupsOf(userId: string): Promise<string[]> {
+    const { store, limits } = this.#deps;
+    const sessions = await store.listSessions(userId, limits.sessionsScanMax);
+    return sessions.filter((s) => s.kind === "group").map((s) => s.conversationId);
   }
 
   async #resolveSendTarget(userId: string, target: SendTarget): Promise<Result<ConversationRecord>> {
@@ -307,34 +311,6 @@ export class Messaging {
       return fail("failed_precondition", `${JSON.stringify(conversationId)} is not a group`);
     }
     return this.#memberConversation(userId, conversationId);
-  }
-
-  #fanout(conversation: ConversationRecord, push: Push, originConnectionId: string | undefined): void {
-    const id = conversation.id;
-    const previous = this.#fanouts.get(id) ?? Promise.resolve();
-    const next = previous
-      .then(() => this.#deliverToMembers(conversation, push, originConnectionId))
-      .catch((error: unknown) => this.#deps.onBackgroundError?.(error, `fan-out of ${id}`))
-      .finally(() => {
-        if (this.#fanouts.get(id) === next) this.#fanouts.delete(id);
-      });
-    this.#fanouts.set(id, next);
-  }
-
-  async #deliverToMembers(conversation: ConversationRecord, push: Push, originConnectionId: string | undefined): Promise<void> {
-    const { router, store, limits } = this.#deps;
-    const parsed = parseConversationId(conversation.id);
-    if (parsed?.kind === "direct") {
-      router.deliver([parsed.userA, parsed.userB], push, originConnectionId);
-      return;
-    }
-    let after = "";
-    for (;;) {
-      const batch = await store.listMembers(conversation.id, after, limits.fanoutBatch);
-      if (batch.length > 0) router.deliver(batch, push, originConnectionId);
-      if (batch.length < limits.fanoutBatch) return;
-      after = batch[batch.length - 1]!;
-    }
   }
 }
 

@@ -3,7 +3,6 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
   AddMembersRequestSchema,
-  AddMembersResponseSchema,
   ConversationService,
   CreateGroupRequestSchema,
   CreateGroupResponseSchema,
@@ -12,9 +11,9 @@ import {
   ListMembersRequestSchema,
   ListMembersResponseSchema,
   RemoveMembersRequestSchema,
-  RemoveMembersResponseSchema,
 } from "../../gen/im/v1/conversation_pb.js";
 import type { Messaging } from "../core/messaging.js";
+import type { GatewayOperations } from "./gateway-operations.js";
 import type { Result } from "../core/result.js";
 import type { TokenVerifier } from "./auth.js";
 import { toWireConversation, toWireSession } from "./codec.js";
@@ -25,6 +24,8 @@ import type { RequestValidator } from "./request-validator.js";
 /** What the conversation service needs. */
 export interface ConversationServiceDeps {
   readonly messaging: Messaging;
+  /** Member changes run at the group's owner through these. */
+  readonly operations: GatewayOperations;
   readonly verifier: TokenVerifier;
   readonly validator: RequestValidator;
   readonly logger: Logger;
@@ -32,7 +33,7 @@ export interface ConversationServiceDeps {
 
 /** The ConversationService implementation: groups, members and the session list. */
 export function createConversationService(deps: ConversationServiceDeps): ServiceImpl<typeof ConversationService> {
-  const { messaging, verifier, validator, logger } = deps;
+  const { messaging, operations, verifier, validator, logger } = deps;
 
   const run = createUnaryRunner(verifier, validator, logger);
   const call = <D extends DescMessage, T>(schema: D, req: MessageShape<D>, ctx: HandlerContext, op: (userId: string) => Promise<Result<T>>) =>
@@ -43,14 +44,8 @@ export function createConversationService(deps: ConversationServiceDeps): Servic
       const group = await call(CreateGroupRequestSchema, req, ctx, (u) => messaging.createGroup(u, req.title, req.memberUserIds));
       return create(CreateGroupResponseSchema, { conversation: toWireConversation(group) });
     },
-    async addMembers(req, ctx) {
-      const r = await call(AddMembersRequestSchema, req, ctx, (u) => messaging.addMembers(u, req.conversationId, req.userIds));
-      return create(AddMembersResponseSchema, r);
-    },
-    async removeMembers(req, ctx) {
-      const r = await call(RemoveMembersRequestSchema, req, ctx, (u) => messaging.removeMembers(u, req.conversationId, req.userIds));
-      return create(RemoveMembersResponseSchema, r);
-    },
+    addMembers: (req, ctx) => run(AddMembersRequestSchema, req, ctx, (u) => operations.addMembers(u, req)),
+    removeMembers: (req, ctx) => run(RemoveMembersRequestSchema, req, ctx, (u) => operations.removeMembers(u, req)),
     async listMembers(req, ctx) {
       const page = await call(ListMembersRequestSchema, req, ctx, (u) => messaging.listMembers(u, req.conversationId, req.pageSize, req.pageToken));
       return create(ListMembersResponseSchema, { userIds: page.items, nextPageToken: page.nextPageToken });

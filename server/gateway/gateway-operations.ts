@@ -1,4 +1,14 @@
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { OwnerReplySchema, type OwnerCall, type OwnerReply } from "../../gen/im/cluster/v1/cluster_pb.js";
+import {
+  AddMembersResponseSchema,
+  RemoveMembersResponseSchema,
+  type AddMembersRequest,
+  type AddMembersResponse,
+  type RemoveMembersRequest,
+  type RemoveMembersResponse,
+} from "../../gen/im/v1/conversation_pb.js";
 import {
   FetchRangeResponseSchema,
   MarkReadResponseSchema,
@@ -12,9 +22,11 @@ import {
   type SyncRequest,
   type SyncResponse,
 } from "../../gen/im/v1/gateway_pb.js";
+import { directConversationId, isUserId } from "../core/conversation-id.js";
 import type { Cursor, Messaging, SendTarget } from "../core/messaging.js";
+import { errorReply, replyError, type OwnerCalls, type OwnerSet } from "../route/owners.js";
 import { seqFromWire, toWireMessage, toWireSendResponse, toWireSessionUpdate } from "./codec.js";
-import { invalidArgument, unwrap } from "./errors.js";
+import { invalidArgument, toConnectError, unwrap } from "./errors.js";
 
 function seq(value: bigint, field: string): number {
   const n = seqFromWire(value);
@@ -22,18 +34,85 @@ function seq(value: bigint, field: string): number {
   return n;
 }
 
+/** Who owns which conversation, and how to reach the owner. */
+export interface Ownership {
+  readonly owners: OwnerSet;
+  readonly calls: OwnerCalls;
+}
+
 /**
  * The gateway's operations on already validated requests, shared by the long connection and
  * the unary (browser) methods so both give the same results. Failures throw ConnectErrors.
+ *
+ * What changes a conversation's log or member list (send, add and remove members) is carried
+ * out by the conversation's owner process, in one hop when that is another process: the
+ * owner assigns the seqs and publishes, so the events of a conversation leave one place in
+ * order and a removal is ordered with the messages around it. Reads run where they arrive.
  */
 export class GatewayOperations {
   readonly #messaging: Messaging;
+  readonly #ownership: Ownership | undefined;
 
-  constructor(messaging: Messaging) {
+  constructor(messaging: Messaging, ownership?: Ownership) {
     this.#messaging = messaging;
+    this.#ownership = ownership;
+    ownership?.calls.serve((call) => this.#serve(call));
   }
 
   async send(userId: string, req: SendRequest, originConnectionId?: string): Promise<SendResponse> {
+    const owner = this.#remoteOwner(sendConversationId(userId, req));
+    if (owner === undefined) return this.#send(userId, req, originConnectionId);
+    const reply = await this.#ownership!.calls.call(owner, userId, originConnectionId ?? "", { case: "send", value: req });
+    return expect(reply, "send");
+  }
+
+  async addMembers(userId: string, req: AddMembersRequest): Promise<AddMembersResponse> {
+    const owner = this.#remoteOwner(req.conversationId);
+    if (owner === undefined) return this.#addMembers(userId, req);
+    return expect(await this.#ownership!.calls.call(owner, userId, "", { case: "addMembers", value: req }), "addMembers");
+  }
+
+  async removeMembers(userId: string, req: RemoveMembersRequest): Promise<RemoveMembersResponse> {
+    const owner = this.#remoteOwner(req.conversationId);
+    if (owner === undefined) return this.#removeMembers(userId, req);
+    return expect(await this.#ownership!.calls.call(owner, userId, "", { case: "removeMembers", value: req }), "removeMembers");
+  }
+
+  /** The owner of `conversationId` when it is another process; undefined to run it here. */
+  #remoteOwner(conversationId: string | undefined): string | undefined {
+    if (this.#ownership === undefined || conversationId === undefined) return undefined;
+    const owner = this.#ownership.owners.ownerOf(conversationId);
+    return owner === this.#ownership.owners.self ? undefined : owner;
+  }
+
+  /** Carries out a call another process forwarded to this owner. */
+  async #serve(call: OwnerCall): Promise<OwnerReply> {
+    try {
+      const request = call.request;
+      switch (request.case) {
+        case "send":
+          return create(OwnerReplySchema, { callId: call.callId, result: { case: "send", value: await this.#send(call.userId, request.value, call.originConnectionId) } });
+        case "addMembers":
+          return create(OwnerReplySchema, { callId: call.callId, result: { case: "addMembers", value: await this.#addMembers(call.userId, request.value) } });
+        case "removeMembers":
+          return create(OwnerReplySchema, { callId: call.callId, result: { case: "removeMembers", value: await this.#removeMembers(call.userId, request.value) } });
+        default:
+          throw new ConnectError("an owner call without a request", Code.Internal);
+      }
+    } catch (error) {
+      return errorReply(call.callId, toConnectError(error));
+    }
+  }
+
+  async #addMembers(userId: string, req: AddMembersRequest): Promise<AddMembersResponse> {
+    return create(AddMembersResponseSchema, unwrap(await this.#messaging.addMembers(userId, req.conversationId, req.userIds)));
+  }
+
+  async #removeMembers(userId: string, req: RemoveMembersRequest): Promise<RemoveMembersResponse> {
+    return create(RemoveMembersResponseSchema, unwrap(await this.#messaging.removeMembers(userId, req.conversationId, req.userIds)));
+  }
+
+  async #send(userId: string, req: SendRequest, originConnectionId?: string): Promise<SendResponse> {
     let target: SendTarget;
     if (req.target.case === "conversationId") target = { conversationId: req.target.value };
     else if (req.target.case === "toUserId") target = { toUserId: req.target.value };
@@ -86,4 +165,23 @@ export class GatewayOperations {
     const readSeq = unwrap(await this.#messaging.markRead(userId, req.conversationId, seq(req.readSeq, "read_seq"), originConnectionId));
     return create(MarkReadResponseSchema, { conversationId: req.conversationId, readSeq: BigInt(readSeq) });
   }
+}
+
+/** The conversation a send goes to, when the request names one validly; else undefined. */
+function sendConversationId(userId: string, req: SendRequest): string | undefined {
+  if (req.target.case === "conversationId") return req.target.value;
+  if (req.target.case === "toUserId" && isUserId(req.target.value) && req.target.value !== userId) {
+    return directConversationId(userId, req.target.value);
+  }
+  return undefined;
+}
+
+type Answers = { send: SendResponse; addMembers: AddMembersResponse; removeMembers: RemoveMembersResponse };
+
+/** The result of an owner's reply of the expected kind; its error thrown as a ConnectError. */
+function expect<K extends keyof Answers>(reply: OwnerReply, kind: K): Answers[K] {
+  const result = reply.result;
+  if (result.case === kind) return result.value as Answers[K];
+  if (result.case === "error") throw replyError(reply as OwnerReply & { result: { case: "error" } });
+  throw new ConnectError(`the conversation's owner answered ${String(result.case)} to ${kind}`, Code.Internal);
 }

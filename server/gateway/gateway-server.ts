@@ -8,11 +8,11 @@ import type { Logger } from "pino";
 import { DisconnectReason } from "../../gen/im/v1/gateway_pb.js";
 import type { Clock } from "../core/clock.js";
 import type { Messaging } from "../core/messaging.js";
-import type { DeliveryRouter } from "../route/delivery-router.js";
+import type { Hub } from "../route/hub.js";
 import type { TokenVerifier } from "./auth.js";
 import type { ConnectionLimits } from "./connection.js";
 import { createConversationService } from "./conversation-service.js";
-import { GatewayOperations } from "./gateway-operations.js";
+import { GatewayOperations, type Ownership } from "./gateway-operations.js";
 import { createGatewayService, type ConnectionRegistry } from "./gateway-service.js";
 import { createRequestValidator } from "./request-validator.js";
 import { GatewayService } from "../../gen/im/v1/gateway_pb.js";
@@ -23,7 +23,10 @@ export interface GatewayServerOptions {
   readonly host: string;
   readonly port: number;
   readonly messaging: Messaging;
-  readonly router: DeliveryRouter;
+  /** This process's index of live connections by channel. */
+  readonly hub: Hub;
+  /** Conversation owners across processes; absent: this process owns every conversation. */
+  readonly ownership?: Ownership;
   readonly verifier: TokenVerifier;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -72,22 +75,22 @@ const H2_PREFACE_START = Buffer.from("PRI");
  * the first bytes of each TCP connection.
  */
 export async function startGatewayServer(options: GatewayServerOptions): Promise<GatewayServer> {
-  const { messaging, router, verifier, clock, logger, limits } = options;
+  const { messaging, hub, verifier, clock, logger, limits } = options;
   const registry: ConnectionRegistry = new Set();
   const validator = createRequestValidator();
-  const operations = new GatewayOperations(messaging);
+  const operations = new GatewayOperations(messaging, options.ownership);
   const gateway = createGatewayService({
     operations,
     verifier,
     validator,
-    router,
+    hub,
     registry,
     clock,
     limits,
     logger,
     connectionIdPrefix: options.connectionIdPrefix ?? `c${process.pid}`,
   });
-  const conversations = createConversationService({ messaging, verifier, validator, logger });
+  const conversations = createConversationService({ messaging, operations, verifier, validator, logger });
   const handler = connectNodeAdapter({
     readMaxBytes: options.maxFrameBytes,
     routes(r) {
@@ -148,7 +151,6 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
           await new Promise((r) => setTimeout(r, 20));
         }
         clearInterval(ticker);
-        await messaging.settled();
         for (const socket of sockets) socket.end();
         setTimeout(() => {
           for (const socket of sockets) socket.destroy();

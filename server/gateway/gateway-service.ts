@@ -9,7 +9,6 @@ import {
   GatewayService,
   MarkReadRequestSchema,
   PingResponseSchema,
-  ReadPositionSchema,
   SendRequestSchema,
   SubscribeResponseSchema,
   SyncRequestSchema,
@@ -18,24 +17,23 @@ import {
   type SubscribeResponse,
 } from "../../gen/im/v1/gateway_pb.js";
 import type { Clock } from "../core/clock.js";
-import type { DeliveryRouter, Push } from "../route/delivery-router.js";
+import type { Hub } from "../route/hub.js";
 import type { Principal, TokenVerifier } from "./auth.js";
-import { toWireMessage } from "./codec.js";
-import { Connection, type ConnectionLimits, type FrameFactory } from "./connection.js";
+import { Connection, QueueSink, type ConnectionLimits, type FrameFactory } from "./connection.js";
 import { toConnectError, toRequestError } from "./errors.js";
 import type { GatewayOperations } from "./gateway-operations.js";
 import type { RequestValidator } from "./request-validator.js";
 import { createUnaryRunner } from "./unary-call.js";
 
 /** The live connections of this process: for ticks, stats and draining on shutdown. */
-export type ConnectionRegistry = Set<Connection<unknown>>;
+export type ConnectionRegistry = Set<Connection>;
 
 /** What the gateway service needs. */
 export interface GatewayServiceDeps {
   readonly operations: GatewayOperations;
   readonly verifier: TokenVerifier;
   readonly validator: RequestValidator;
-  readonly router: DeliveryRouter;
+  readonly hub: Hub;
   readonly registry: ConnectionRegistry;
   readonly clock: Clock;
   readonly limits: ConnectionLimits;
@@ -45,25 +43,26 @@ export interface GatewayServiceDeps {
 }
 
 const bidiFrames: FrameFactory<ConnectResponse> = {
-  push: (p) => create(ConnectResponseSchema, { frame: pushFrame(p) }),
+  push: (p) => p.connectResponse(),
+  reply: (frame) => frame,
+  heartbeat: () => {
+    throw new Error("bidirectional streams have no server heartbeat");
+  },
   disconnect: (d) => create(ConnectResponseSchema, { frame: { case: "disconnect", value: d } }),
 };
 
 const subscribeFrames: FrameFactory<SubscribeResponse> = {
-  push: (p) => create(SubscribeResponseSchema, { frame: pushFrame(p) }),
-  disconnect: (d) => create(SubscribeResponseSchema, { frame: { case: "disconnect", value: d } }),
+  push: (p) => p.subscribeResponse(),
+  reply: () => {
+    throw new Error("push-only streams carry no answers");
+  },
   heartbeat: (nowMs) => create(SubscribeResponseSchema, { frame: { case: "heartbeatMs", value: BigInt(nowMs) } }),
+  disconnect: (d) => create(SubscribeResponseSchema, { frame: { case: "disconnect", value: d } }),
 };
-
-function pushFrame(p: Push) {
-  return p.kind === "message"
-    ? { case: "message" as const, value: toWireMessage(p.message) }
-    : { case: "read" as const, value: create(ReadPositionSchema, { conversationId: p.conversationId, readSeq: BigInt(p.readSeq) }) };
-}
 
 /** The GatewayService implementation: the long connection, the browser stream and unary calls. */
 export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<typeof GatewayService> {
-  const { operations, verifier, validator, router, registry, clock, limits, logger } = deps;
+  const { operations, verifier, validator, hub, registry, clock, limits, logger } = deps;
   let nextConnection = 0;
   const unary = createUnaryRunner(verifier, validator, logger);
 
@@ -71,37 +70,49 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
     return verifier.verify(ctx.requestHeader.get("authorization"));
   }
 
-  /** Opens a connection, registers it for pushes, and yields its frames until it ends. */
-  async function* hold<F>(principal: Principal, frames: FrameFactory<F>, ctx: HandlerContext, reader?: (conn: Connection<F>) => Promise<void>): AsyncGenerator<F> {
-    const conn = new Connection<F>(`${deps.connectionIdPrefix}-${++nextConnection}`, principal.userId, principal.expiresAtMs, clock.nowMs(), limits, frames);
-    const entry = conn as Connection<unknown>;
-    registry.add(entry);
-    router.attach(conn);
-    // Push-only streams start with a heartbeat: it tells the client the subscription is
-    // registered, so a sync it starts afterwards cannot miss a message in between.
-    if (frames.heartbeat !== undefined) conn.reply(frames.heartbeat(clock.nowMs()));
+  /**
+   * Opens a connection, registers it with the hub, and yields its frames until it ends. The
+   * client's requests are read only once the hub delivers everything published from then on,
+   * so a sync the client starts cannot miss a message in between.
+   */
+  async function* hold<F>(principal: Principal, frames: FrameFactory<F>, pushOnly: boolean, ctx: HandlerContext, reader?: (conn: Connection) => Promise<void>): AsyncGenerator<F> {
+    const sink = new QueueSink(frames);
+    const conn = new Connection(`${deps.connectionIdPrefix}-${++nextConnection}`, principal.userId, principal.expiresAtMs, clock.nowMs(), limits, sink, pushOnly);
+    registry.add(conn);
     const onAbort = () => conn.close();
     ctx.signal.addEventListener("abort", onAbort);
     let failure: ConnectError | undefined;
-    // Not awaited: once the frames end (a disconnect, or the client went away) the handler
-    // returns, even if the client never half-closes its side.
-    void reader?.(conn).catch((error: unknown) => {
-      failure = toConnectError(error);
-      conn.disconnect(DisconnectReason.PROTOCOL_ERROR, failure.rawMessage, 1000);
-    });
+    const attached = hub.attach(conn).then(
+      () => {
+        // Push-only streams start with a heartbeat: it tells the client the subscription is
+        // registered, so a sync it starts afterwards cannot miss a message in between.
+        if (pushOnly && !conn.ending) sink.heartbeat(clock.nowMs());
+        // Not awaited: once the frames end (a disconnect, or the client went away) the
+        // handler returns, even if the client never half-closes its side.
+        void reader?.(conn).catch((error: unknown) => {
+          failure = toConnectError(error);
+          conn.disconnect(DisconnectReason.PROTOCOL_ERROR, failure.rawMessage, 1000);
+        });
+      },
+      (error: unknown) => {
+        failure = toConnectError(error);
+        conn.close();
+      },
+    );
     try {
-      yield* conn.frames();
+      yield* sink.frames();
     } finally {
       ctx.signal.removeEventListener("abort", onAbort);
       conn.close();
-      router.detach(conn);
-      registry.delete(entry);
+      hub.detach(conn);
+      registry.delete(conn);
     }
+    await attached;
     if (failure !== undefined) throw failure;
   }
 
   /** Reads client frames of a long connection and answers each with the same request_id. */
-  async function readFrames(principal: Principal, requests: AsyncIterable<ConnectRequest>, conn: Connection<ConnectResponse>): Promise<void> {
+  async function readFrames(principal: Principal, requests: AsyncIterable<ConnectRequest>, conn: Connection): Promise<void> {
     let sends = Promise.resolve();
     const running = new Set<Promise<void>>();
     for await (const frame of requests) {
@@ -136,7 +147,7 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
     conn.close();
   }
 
-  async function answer(principal: Principal, request: ConnectRequest, conn: Connection<ConnectResponse>): Promise<void> {
+  async function answer(principal: Principal, request: ConnectRequest, conn: Connection): Promise<void> {
     const { userId } = principal;
     let frame: ConnectResponse["frame"];
     try {
@@ -167,11 +178,11 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
   return {
     async *connect(requests, ctx) {
       const principal = await authenticate(ctx);
-      yield* hold(principal, bidiFrames, ctx, (conn) => readFrames(principal, requests, conn));
+      yield* hold(principal, bidiFrames, false, ctx, (conn) => readFrames(principal, requests, conn));
     },
     async *subscribe(_req, ctx) {
       const principal = await authenticate(ctx);
-      yield* hold(principal, subscribeFrames, ctx);
+      yield* hold(principal, subscribeFrames, true, ctx);
     },
     send: (req, ctx) => unary(SendRequestSchema, req, ctx, (userId) => operations.send(userId, req)),
     sync: (req, ctx) => unary(SyncRequestSchema, req, ctx, (userId) => operations.sync(userId, req)),

@@ -1,15 +1,19 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { Clock } from "../core/clock.js";
-import type { DeliveryRouter } from "./delivery-router.js";
-import { IpcDeliveryRouter, type IpcPort, type IpcRouteMessage } from "./ipc-delivery-router.js";
-import { LocalDeliveryRouter } from "./local-delivery-router.js";
-import { openRedisDeliveryRouter } from "./redis-delivery-router.js";
+import type { EventSink } from "../core/events.js";
+import { NoBroker, type Broker, type BrokerStats, type DirectLink } from "./broker.js";
+import { ChannelPublisher } from "./channel-publisher.js";
+import { Hub } from "./hub.js";
+import { IpcBroker, type IpcBrokerMessage, type IpcPort } from "./ipc-broker.js";
+import { OwnerCalls, OwnerSet, type OwnerTransport } from "./owners.js";
+import { openRedisBroker } from "./redis-broker.js";
+import { RedisOwnerDirectory } from "./redis-owner-directory.js";
 
-/** A worker's channel to its primary, for relaying pushes when there is no Redis. */
+/** A worker's channel to its primary, for relaying publications when there is no Redis. */
 export interface IpcEndpoint {
   readonly port: IpcPort;
-  onMessage(listener: (message: IpcRouteMessage) => void): void;
+  onMessage(listener: (message: IpcBrokerMessage) => void): void;
 }
 
 /** What routing is chosen from. */
@@ -20,14 +24,24 @@ export interface RoutingOptions {
   readonly nodeId: string;
   /** Set when this process is worker `index` of a local cluster. */
   readonly worker?: { readonly index: number; readonly relay: IpcEndpoint | undefined };
+  /** A dead worker's owner lease (Redis) expires after this; renewed every third of it. */
   readonly presenceTtlMs: number;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** The ids of a user's groups, for the hub's index (the messaging core's `groupsOf`). */
+  readonly groupsOf: (userId: string) => Promise<readonly string[]>;
 }
 
-/** The chosen DeliveryRouter with its lifecycle. */
+/** Delivery and ownership as chosen, with their lifecycle. */
 export interface Routing {
-  readonly router: DeliveryRouter;
+  readonly hub: Hub;
+  readonly broker: Broker;
+  /** The core's EventSink: publishes on channels through this process's hub and the broker. */
+  readonly events: EventSink;
+  /** Which process owns each conversation. */
+  readonly owners: OwnerSet;
+  /** Requests carried out by conversations' owners. */
+  readonly calls: OwnerCalls;
   /** "local", "ipc" or "redis". */
   readonly kind: string;
   /** Unique among every process sharing the routing; also the prefix of connection ids. */
@@ -37,39 +51,104 @@ export interface Routing {
   close(): Promise<void>;
 }
 
+/** The id of worker `index` of node `nodeId`: the primary and its workers agree on it. */
+export function workerIdOf(nodeId: string, index: number): string {
+  return `${nodeId}.w${index}`;
+}
+
 /**
- * Picks the DeliveryRouter: Redis when a URL is configured (any number of processes and
- * nodes); else, in a worker of a local cluster, the primary's IPC relay; else in-process.
- * Runs the presence heartbeat (the only timer of routing; the router itself is advanced by
- * `tick(now)`).
+ * Picks the broker: Redis when a URL is configured (any number of processes and nodes);
+ * else, in a worker of a local cluster, the primary's IPC relay; else none (one process).
+ * Each process has one hub; conversations are owned by the live workers (of the node from the
+ * primary, of the deployment from Redis). Runs routing's one timer (owner leases, call
+ * deadlines).
  */
 export async function startRouting(options: RoutingOptions): Promise<Routing> {
   const nodeId = options.nodeId !== "" ? options.nodeId : `${hostname()}-${process.pid}`;
-  const workerId = options.worker === undefined ? nodeId : `${nodeId}.w${options.worker.index}`;
+  const workerId = options.worker === undefined ? nodeId : workerIdOf(nodeId, options.worker.index);
+  const { logger, clock } = options;
+  let broker: Broker & Partial<DirectLink>;
+  let kind: string;
+  let directory: RedisOwnerDirectory | undefined;
+  const owners = new OwnerSet(workerId);
+  let calls: OwnerCalls;
+  const relay = options.worker?.relay;
+
   if (options.redisUrl !== "") {
     if (options.presenceTtlMs < 100) throw new Error(`--presence-ttl-ms must be at least 100, got ${options.presenceTtlMs}`);
-    const router = await openRedisDeliveryRouter({ url: options.redisUrl, workerId, presenceTtlMs: options.presenceTtlMs, logger: options.logger });
-    const heartbeatMs = Math.max(10, Math.min(1000, Math.floor(options.presenceTtlMs / 6)));
-    const timer = setInterval(() => router.tick(options.clock.nowMs()), heartbeatMs);
-    timer.unref();
-    router.tick(options.clock.nowMs());
-    return {
-      router,
-      kind: "redis",
-      workerId,
-      stats: () => ({ kind: "redis", ...router.stats() }),
-      async close() {
-        clearInterval(timer);
-        await router.close();
+    const redis = await openRedisBroker({ url: options.redisUrl, workerId, logger });
+    broker = redis;
+    kind = "redis";
+    calls = new OwnerCalls(workerId, directTransport(redis));
+    directory = new RedisOwnerDirectory(redis.commands, owners, {
+      ttlMs: options.presenceTtlMs,
+      logger,
+      onChange: (left) => {
+        for (const owner of left) calls.abandon(owner, "the conversation's owner left; retry");
       },
-    };
+    });
+    await directory.refresh();
+  } else if (relay !== undefined) {
+    const ipc = new IpcBroker(relay.port);
+    broker = ipc;
+    kind = "ipc";
+    calls = new OwnerCalls(workerId, directTransport(ipc));
+    ipc.onWorkers((workers) => {
+      const before = owners.members;
+      if (owners.update(workers)) {
+        for (const owner of before) if (!owners.members.includes(owner)) calls.abandon(owner, "the conversation's owner exited; retry");
+      }
+    });
+    relay.onMessage((message) => ipc.receive(message));
+  } else {
+    broker = new NoBroker();
+    kind = "local";
+    calls = new OwnerCalls(workerId, { send: () => {}, onReceive: () => {} });
   }
-  const relay = options.worker?.relay;
-  if (relay !== undefined) {
-    const router = new IpcDeliveryRouter(relay.port);
-    relay.onMessage((message) => router.receive(message));
-    return { router, kind: "ipc", workerId, stats: () => ({ kind: "ipc", workerId, ...router.stats() }), close: async () => {} };
-  }
-  const router = new LocalDeliveryRouter();
-  return { router, kind: "local", workerId, stats: () => ({ kind: "local", workerId, connections: router.connectionCount() }), close: async () => {} };
+
+  const hub = new Hub({ broker, groupsOf: options.groupsOf });
+  broker.onPublication((channel, publication) => hub.handle(channel, publication));
+  const events = new ChannelPublisher(workerId, hub, broker);
+  const timer = setInterval(() => {
+    const now = clock.nowMs();
+    calls.tick(now);
+    directory?.tick(now);
+  }, 100);
+  timer.unref();
+
+  return {
+    hub,
+    broker,
+    events,
+    owners,
+    calls,
+    kind,
+    workerId,
+    stats: () => ({ kind, workerId, owners: owners.members.length, hub: hub.stats(), broker: broker.stats(), calls: calls.stats() }),
+    async close() {
+      clearInterval(timer);
+      await directory?.close();
+      await broker.close();
+    },
+  };
 }
+
+/** Owner calls as direct messages: one byte for the kind, then the encoded call or reply. */
+function directTransport(link: DirectLink): OwnerTransport {
+  return {
+    send(to, kind, bytes) {
+      const out = new Uint8Array(bytes.byteLength + 1);
+      out[0] = kind === "call" ? 1 : 2;
+      out.set(bytes, 1);
+      link.sendDirect(to, out);
+    },
+    onReceive(receive) {
+      link.onDirect((bytes) => {
+        if (bytes.byteLength < 1) return;
+        receive(bytes[0] === 1 ? "call" : "reply", bytes.subarray(1));
+      });
+    },
+  };
+}
+
+export type { BrokerStats };

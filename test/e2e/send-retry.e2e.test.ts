@@ -8,7 +8,9 @@ import { Messaging } from "../../server/core/messaging.js";
 import { StoreUnavailableError } from "../../server/core/result.js";
 import { createTokenVerifier, DEV_JWT_SECRET, mintToken } from "../../server/gateway/auth.js";
 import { startGatewayServer, type GatewayServer } from "../../server/gateway/gateway-server.js";
-import { LocalDeliveryRouter } from "../../server/route/local-delivery-router.js";
+import { NoBroker } from "../../server/route/broker.js";
+import { ChannelPublisher } from "../../server/route/channel-publisher.js";
+import { Hub } from "../../server/route/hub.js";
 import type { AppendResult, NewMessage } from "../../server/store/message-store.js";
 import { MemoryMessageStore } from "../../server/store/memory-message-store.js";
 import { systemClock, systemRandom } from "../../server/system.js";
@@ -42,13 +44,15 @@ describe("a send that meets a store outage on a live connection", () => {
     ["the write succeeded but its answer was lost", true],
   ])("is retried until stored, once (%s)", async (_name, applied) => {
     const store = new FlakyStore(3, applied);
-    const router = new LocalDeliveryRouter();
-    const messaging = new Messaging({ store, router, clock: systemClock, ids: createMessageIdGenerator(systemClock, systemRandom), limits: DEFAULT_LIMITS });
+    let messaging: Messaging | undefined;
+    const hub = new Hub({ broker: new NoBroker(), groupsOf: (u) => messaging!.groupsOf(u) });
+    const events = new ChannelPublisher("test", hub, new NoBroker());
+    messaging = new Messaging({ store, events, clock: systemClock, ids: createMessageIdGenerator(systemClock, systemRandom), limits: DEFAULT_LIMITS });
     gateway = await startGatewayServer({
       host: "127.0.0.1",
       port: 0,
       messaging,
-      router,
+      hub,
       verifier: createTokenVerifier(DEV_JWT_SECRET),
       clock: systemClock,
       logger: pino({ level: "silent" }),

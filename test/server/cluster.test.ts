@@ -123,7 +123,7 @@ describe("startCluster() through server/main.ts --workers 2", () => {
     expect(seen.get(carol)).toEqual(expectedGroup);
     // The pushes crossed workers through the primary, not through a shared process.
     const stats = await Promise.all([0, 1, 2, 3, 4, 5].map(() => fetchStats(node.port)));
-    expect(stats.some((s) => Number(s.routing?.received) > 0)).toBe(true);
+    expect(stats.some((s) => Number(s.routing?.broker?.received) > 0)).toBe(true);
     expect(stats.every((s) => s.routing?.kind === "ipc")).toBe(true);
   });
 });

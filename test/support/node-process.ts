@@ -97,14 +97,26 @@ export async function startNodeProcess(args: string[], env: NodeJS.ProcessEnv = 
 }
 
 /** GET /stats on a new TCP connection (HTTP/1.1, no keep-alive). */
-export function fetchStats(port: number): Promise<{ pid: number; connections: number; routing?: Record<string, unknown> }> {
+/** The /stats JSON of a server process (routing's part as server/route/routing.ts reports it). */
+export interface ServerStats {
+  readonly pid: number;
+  readonly connections: number;
+  readonly routing?: {
+    readonly kind?: string;
+    readonly hub?: { readonly subscribers: number; readonly users: number; readonly groups: number };
+    readonly broker?: { readonly available?: boolean; readonly channels: number; readonly published: number; readonly received: number; readonly dropped: number };
+    readonly [key: string]: unknown;
+  };
+}
+
+export function fetchStats(port: number): Promise<ServerStats> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: "127.0.0.1", port, path: "/stats", agent: false }, (res) => {
       let body = "";
       res.setEncoding("utf8").on("data", (c: string) => (body += c));
       res.on("end", () => {
         try {
-          resolve(JSON.parse(body) as { pid: number; connections: number });
+          resolve(JSON.parse(body) as ServerStats);
         } catch (error) {
           reject(error as Error);
         }

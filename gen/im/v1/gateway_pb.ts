@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file im/v1/gateway.proto.
  */
 export const file_im_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChNpbS92MS9nYXRld2F5LnByb3RvEgVpbS52MSKHAgoOQ29ubmVjdFJlcXVlc3QSGwoKcmVxdWVzdF9pZBgBIAEoBEIHukgEMgIgABIiCgRzZW5kGAIgASgLMhIuaW0udjEuU2VuZFJlcXVlc3RIABIiCgRzeW5jGAMgASgLMhIuaW0udjEuU3luY1JlcXVlc3RIABIvCgtmZXRjaF9yYW5nZRgEIAEoCzIYLmltLnYxLkZldGNoUmFuZ2VSZXF1ZXN0SAASKwoJbWFya19yZWFkGAUgASgLMhYuaW0udjEuTWFya1JlYWRSZXF1ZXN0SAASIgoEcGluZxgGIAEoCzISLmltLnYxLlBpbmdSZXF1ZXN0SABCDgoFZnJhbWUSBbpIAggBIpQDCg9Db25uZWN0UmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMg4uaW0udjEuTWVzc2FnZUgAEiMKBHJlYWQYAyABKAsyEy5pbS52MS5SZWFkUG9zaXRpb25IABIjCgRzZW5kGAQgASgLMhMuaW0udjEuU2VuZFJlc3BvbnNlSAASIwoEc3luYxgFIAEoCzITLmltLnYxLlN5bmNSZXNwb25zZUgAEjAKC2ZldGNoX3JhbmdlGAYgASgLMhkuaW0udjEuRmV0Y2hSYW5nZVJlc3BvbnNlSAASLAoJbWFya19yZWFkGAcgASgLMhcuaW0udjEuTWFya1JlYWRSZXNwb25zZUgAEiMKBHBvbmcYCCABKAsyEy5pbS52MS5QaW5nUmVzcG9uc2VIABIkCgVlcnJvchgJIAEoCzITLmltLnYxLlJlcXVlc3RFcnJvckgAEicKCmRpc2Nvbm5lY3QYCiABKAsyES5pbS52MS5EaXNjb25uZWN0SABCBwoFZnJhbWUiEgoQU3Vic2NyaWJlUmVxdWVzdCKlAQoRU3Vic2NyaWJlUmVzcG9uc2USIQoHbWVzc2FnZRgBIAEoCzIOLmltLnYxLk1lc3NhZ2VIABIjCgRyZWFkGAIgASgLMhMuaW0udjEuUmVhZFBvc2l0aW9uSAASFgoMaGVhcnRiZWF0X21zGAMgASgDSAASJwoKZGlzY29ubmVjdBgEIAEoCzIRLmltLnYxLkRpc2Nvbm5lY3RIAEIHCgVmcmFtZSKbAgoLU2VuZFJlcXVlc3QSaQoPY29udmVyc2F0aW9uX2lkGAEgASgJQk66SEtySTJHXihkOltBLVphLXowLTlfLkAtXXsxLDY0fTpbQS1aYS16MC05Xy5ALV17MSw2NH18ZzpbQS1aYS16MC05Xy1dezEsNjR9KSRIABI0Cgp0b191c2VyX2lkGAIgASgJQh66SBtyGTIXXltBLVphLXowLTlfLkAtXXsxLDY0fSRIABIwCg1jbGllbnRfbXNnX2lkGAMgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdlXSskEigKBGJvZHkYBCABKAsyEi5pbS52MS5NZXNzYWdlQm9keUIGukgDyAEBQg8KBnRhcmdldBIFukgCCAEimAEKDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhAKCHByZXZfc2VxGAMgASgEEhIKCm1lc3NhZ2VfaWQYBCABKAkSEgoKc2VudF9hdF9tcxgFIAEoAxIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhEKCWR1cGxpY2F0ZRgHIAEoCCJVCgpTeW5jQ3Vyc29yEiMKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIKukgHcgUQARiMARIQCghsYXN0X3NlcRgCIAEoBBIQCghyZWFkX3NlcRgDIAEoBCKNAQoLU3luY1JlcXVlc3QSLQoHY3Vyc29ycxgBIAMoCzIRLmltLnYxLlN5bmNDdXJzb3JCCbpIBpIBAxCQThIvCh1tYXhfbWVzc2FnZXNfcGVyX2NvbnZlcnNhdGlvbhgCIAEoDUIIukgFKgMY6AcSHgoMbWF4X3Nlc3Npb25zGAMgASgNQgi6SAUqAxjoByJtCg1TZXNzaW9uVXBkYXRlEh8KB3Nlc3Npb24YASABKAsyDi5pbS52MS5TZXNzaW9uEiAKCG1lc3NhZ2VzGAIgAygLMg4uaW0udjEuTWVzc2FnZRIZChFoYXNfbW9yZV9tZXNzYWdlcxgDIAEoCCJzCgxTeW5jUmVzcG9uc2USJgoIc2Vzc2lvbnMYASADKAsyFC5pbS52MS5TZXNzaW9uVXBkYXRlEiAKGHJlbW92ZWRfY29udmVyc2F0aW9uX2lkcxgCIAMoCRIZChFoYXNfbW9yZV9zZXNzaW9ucxgDIAEoCCJ3ChFGZXRjaFJhbmdlUmVxdWVzdBIjCg9jb252ZXJzYXRpb25faWQYASABKAlCCrpIB3IFEAEYjAESEQoJYWZ0ZXJfc2VxGAIgASgEEhEKCXVwX3RvX3NlcRgDIAEoBBIXCgVsaW1pdBgEIAEoDUIIukgFKgMY6AciWgoSRmV0Y2hSYW5nZVJlc3BvbnNlEiAKCG1lc3NhZ2VzGAEgAygLMg4uaW0udjEuTWVzc2FnZRIQCghsYXN0X3NlcRgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCJICg9NYXJrUmVhZFJlcXVlc3QSIwoPY29udmVyc2F0aW9uX2lkGAEgASgJQgq6SAdyBRABGIwBEhAKCHJlYWRfc2VxGAIgASgEIj0KEE1hcmtSZWFkUmVzcG9uc2USFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHJlYWRfc2VxGAIgASgEIjkKDFJlYWRQb3NpdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIcmVhZF9zZXEYAiABKAQiJQoLUGluZ1JlcXVlc3QSFgoOY2xpZW50X3RpbWVfbXMYASABKAMiPgoMUGluZ1Jlc3BvbnNlEhYKDmNsaWVudF90aW1lX21zGAEgASgDEhYKDnNlcnZlcl90aW1lX21zGAIgASgDIlEKDFJlcXVlc3RFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkSIgoGZGV0YWlsGAMgASgLMhIuaW0udjEuRXJyb3JEZXRhaWwiYgoKRGlzY29ubmVjdBInCgZyZWFzb24YASABKA4yFy5pbS52MS5EaXNjb25uZWN0UmVhc29uEg8KB21lc3NhZ2UYAiABKAkSGgoScmVjb25uZWN0X2FmdGVyX21zGAMgASgNKvUBChBEaXNjb25uZWN0UmVhc29uEiEKHURJU0NPTk5FQ1RfUkVBU09OX1VOU1BFQ0lGSUVEEAASJQohRElTQ09OTkVDVF9SRUFTT05fU0VSVkVSX1NIVVRET1dOEAESIwofRElTQ09OTkVDVF9SRUFTT05fU0xPV19DT05TVU1FUhACEiMKH0RJU0NPTk5FQ1RfUkVBU09OX1RPS0VOX0VYUElSRUQQAxInCiNESVNDT05ORUNUX1JFQVNPTl9IRUFSVEJFQVRfVElNRU9VVBAEEiQKIERJU0NPTk5FQ1RfUkVBU09OX1BST1RPQ09MX0VSUk9SEAUy8gIKDkdhdGV3YXlTZXJ2aWNlEjwKB0Nvbm5lY3QSFS5pbS52MS5Db25uZWN0UmVxdWVzdBoWLmltLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESQAoJU3Vic2NyaWJlEhcuaW0udjEuU3Vic2NyaWJlUmVxdWVzdBoYLmltLnYxLlN1YnNjcmliZVJlc3BvbnNlMAESLwoEU2VuZBISLmltLnYxLlNlbmRSZXF1ZXN0GhMuaW0udjEuU2VuZFJlc3BvbnNlEi8KBFN5bmMSEi5pbS52MS5TeW5jUmVxdWVzdBoTLmltLnYxLlN5bmNSZXNwb25zZRJBCgpGZXRjaFJhbmdlEhguaW0udjEuRmV0Y2hSYW5nZVJlcXVlc3QaGS5pbS52MS5GZXRjaFJhbmdlUmVzcG9uc2USOwoITWFya1JlYWQSFi5pbS52MS5NYXJrUmVhZFJlcXVlc3QaFy5pbS52MS5NYXJrUmVhZFJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_im_v1_message]);
+  fileDesc("ChNpbS92MS9nYXRld2F5LnByb3RvEgVpbS52MSKHAgoOQ29ubmVjdFJlcXVlc3QSGwoKcmVxdWVzdF9pZBgBIAEoBEIHukgEMgIgABIiCgRzZW5kGAIgASgLMhIuaW0udjEuU2VuZFJlcXVlc3RIABIiCgRzeW5jGAMgASgLMhIuaW0udjEuU3luY1JlcXVlc3RIABIvCgtmZXRjaF9yYW5nZRgEIAEoCzIYLmltLnYxLkZldGNoUmFuZ2VSZXF1ZXN0SAASKwoJbWFya19yZWFkGAUgASgLMhYuaW0udjEuTWFya1JlYWRSZXF1ZXN0SAASIgoEcGluZxgGIAEoCzISLmltLnYxLlBpbmdSZXF1ZXN0SABCDgoFZnJhbWUSBbpIAggBIsQDCg9Db25uZWN0UmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMg4uaW0udjEuTWVzc2FnZUgAEiMKBHJlYWQYAyABKAsyEy5pbS52MS5SZWFkUG9zaXRpb25IABIjCgRzZW5kGAQgASgLMhMuaW0udjEuU2VuZFJlc3BvbnNlSAASIwoEc3luYxgFIAEoCzITLmltLnYxLlN5bmNSZXNwb25zZUgAEjAKC2ZldGNoX3JhbmdlGAYgASgLMhkuaW0udjEuRmV0Y2hSYW5nZVJlc3BvbnNlSAASLAoJbWFya19yZWFkGAcgASgLMhcuaW0udjEuTWFya1JlYWRSZXNwb25zZUgAEiMKBHBvbmcYCCABKAsyEy5pbS52MS5QaW5nUmVzcG9uc2VIABIkCgVlcnJvchgJIAEoCzITLmltLnYxLlJlcXVlc3RFcnJvckgAEicKCmRpc2Nvbm5lY3QYCiABKAsyES5pbS52MS5EaXNjb25uZWN0SAASLgoKbWVtYmVyc2hpcBgLIAEoCzIYLmltLnYxLk1lbWJlcnNoaXBDaGFuZ2VkSABCBwoFZnJhbWUiEgoQU3Vic2NyaWJlUmVxdWVzdCLVAQoRU3Vic2NyaWJlUmVzcG9uc2USIQoHbWVzc2FnZRgBIAEoCzIOLmltLnYxLk1lc3NhZ2VIABIjCgRyZWFkGAIgASgLMhMuaW0udjEuUmVhZFBvc2l0aW9uSAASFgoMaGVhcnRiZWF0X21zGAMgASgDSAASJwoKZGlzY29ubmVjdBgEIAEoCzIRLmltLnYxLkRpc2Nvbm5lY3RIABIuCgptZW1iZXJzaGlwGAUgASgLMhguaW0udjEuTWVtYmVyc2hpcENoYW5nZWRIAEIHCgVmcmFtZSKbAgoLU2VuZFJlcXVlc3QSaQoPY29udmVyc2F0aW9uX2lkGAEgASgJQk66SEtySTJHXihkOltBLVphLXowLTlfLkAtXXsxLDY0fTpbQS1aYS16MC05Xy5ALV17MSw2NH18ZzpbQS1aYS16MC05Xy1dezEsNjR9KSRIABI0Cgp0b191c2VyX2lkGAIgASgJQh66SBtyGTIXXltBLVphLXowLTlfLkAtXXsxLDY0fSRIABIwCg1jbGllbnRfbXNnX2lkGAMgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdlXSskEigKBGJvZHkYBCABKAsyEi5pbS52MS5NZXNzYWdlQm9keUIGukgDyAEBQg8KBnRhcmdldBIFukgCCAEimAEKDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhAKCHByZXZfc2VxGAMgASgEEhIKCm1lc3NhZ2VfaWQYBCABKAkSEgoKc2VudF9hdF9tcxgFIAEoAxIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhEKCWR1cGxpY2F0ZRgHIAEoCCJVCgpTeW5jQ3Vyc29yEiMKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIKukgHcgUQARiMARIQCghsYXN0X3NlcRgCIAEoBBIQCghyZWFkX3NlcRgDIAEoBCKNAQoLU3luY1JlcXVlc3QSLQoHY3Vyc29ycxgBIAMoCzIRLmltLnYxLlN5bmNDdXJzb3JCCbpIBpIBAxCQThIvCh1tYXhfbWVzc2FnZXNfcGVyX2NvbnZlcnNhdGlvbhgCIAEoDUIIukgFKgMY6AcSHgoMbWF4X3Nlc3Npb25zGAMgASgNQgi6SAUqAxjoByJtCg1TZXNzaW9uVXBkYXRlEh8KB3Nlc3Npb24YASABKAsyDi5pbS52MS5TZXNzaW9uEiAKCG1lc3NhZ2VzGAIgAygLMg4uaW0udjEuTWVzc2FnZRIZChFoYXNfbW9yZV9tZXNzYWdlcxgDIAEoCCJzCgxTeW5jUmVzcG9uc2USJgoIc2Vzc2lvbnMYASADKAsyFC5pbS52MS5TZXNzaW9uVXBkYXRlEiAKGHJlbW92ZWRfY29udmVyc2F0aW9uX2lkcxgCIAMoCRIZChFoYXNfbW9yZV9zZXNzaW9ucxgDIAEoCCJ3ChFGZXRjaFJhbmdlUmVxdWVzdBIjCg9jb252ZXJzYXRpb25faWQYASABKAlCCrpIB3IFEAEYjAESEQoJYWZ0ZXJfc2VxGAIgASgEEhEKCXVwX3RvX3NlcRgDIAEoBBIXCgVsaW1pdBgEIAEoDUIIukgFKgMY6AciWgoSRmV0Y2hSYW5nZVJlc3BvbnNlEiAKCG1lc3NhZ2VzGAEgAygLMg4uaW0udjEuTWVzc2FnZRIQCghsYXN0X3NlcRgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCJICg9NYXJrUmVhZFJlcXVlc3QSIwoPY29udmVyc2F0aW9uX2lkGAEgASgJQgq6SAdyBRABGIwBEhAKCHJlYWRfc2VxGAIgASgEIj0KEE1hcmtSZWFkUmVzcG9uc2USFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHJlYWRfc2VxGAIgASgEIjkKDFJlYWRQb3NpdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIcmVhZF9zZXEYAiABKAQiTgoRTWVtYmVyc2hpcENoYW5nZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg4KBmpvaW5lZBgCIAEoCBIQCghsYXN0X3NlcRgDIAEoBCIlCgtQaW5nUmVxdWVzdBIWCg5jbGllbnRfdGltZV9tcxgBIAEoAyI+CgxQaW5nUmVzcG9uc2USFgoOY2xpZW50X3RpbWVfbXMYASABKAMSFgoOc2VydmVyX3RpbWVfbXMYAiABKAMiUQoMUmVxdWVzdEVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCRIiCgZkZXRhaWwYAyABKAsyEi5pbS52MS5FcnJvckRldGFpbCJiCgpEaXNjb25uZWN0EicKBnJlYXNvbhgBIAEoDjIXLmltLnYxLkRpc2Nvbm5lY3RSZWFzb24SDwoHbWVzc2FnZRgCIAEoCRIaChJyZWNvbm5lY3RfYWZ0ZXJfbXMYAyABKA0q9QEKEERpc2Nvbm5lY3RSZWFzb24SIQodRElTQ09OTkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIlCiFESVNDT05ORUNUX1JFQVNPTl9TRVJWRVJfU0hVVERPV04QARIjCh9ESVNDT05ORUNUX1JFQVNPTl9TTE9XX0NPTlNVTUVSEAISIwofRElTQ09OTkVDVF9SRUFTT05fVE9LRU5fRVhQSVJFRBADEicKI0RJU0NPTk5FQ1RfUkVBU09OX0hFQVJUQkVBVF9USU1FT1VUEAQSJAogRElTQ09OTkVDVF9SRUFTT05fUFJPVE9DT0xfRVJST1IQBTLyAgoOR2F0ZXdheVNlcnZpY2USPAoHQ29ubmVjdBIVLmltLnYxLkNvbm5lY3RSZXF1ZXN0GhYuaW0udjEuQ29ubmVjdFJlc3BvbnNlKAEwARJACglTdWJzY3JpYmUSFy5pbS52MS5TdWJzY3JpYmVSZXF1ZXN0GhguaW0udjEuU3Vic2NyaWJlUmVzcG9uc2UwARIvCgRTZW5kEhIuaW0udjEuU2VuZFJlcXVlc3QaEy5pbS52MS5TZW5kUmVzcG9uc2USLwoEU3luYxISLmltLnYxLlN5bmNSZXF1ZXN0GhMuaW0udjEuU3luY1Jlc3BvbnNlEkEKCkZldGNoUmFuZ2USGC5pbS52MS5GZXRjaFJhbmdlUmVxdWVzdBoZLmltLnYxLkZldGNoUmFuZ2VSZXNwb25zZRI7CghNYXJrUmVhZBIWLmltLnYxLk1hcmtSZWFkUmVxdWVzdBoXLmltLnYxLk1hcmtSZWFkUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_im_v1_message]);
 
 /**
  * A frame from client to server on the long connection.
@@ -174,6 +174,15 @@ export type ConnectResponse = Message<"im.v1.ConnectResponse"> & {
      */
     value: Disconnect;
     case: "disconnect";
+  } | {
+    /**
+     * The caller joined or left a conversation (created, added or removed by someone, or
+     * left on another device).
+     *
+     * @generated from field: im.v1.MembershipChanged membership = 11;
+     */
+    value: MembershipChanged;
+    case: "membership";
   } | { case: undefined; value?: undefined };
 };
 
@@ -243,6 +252,14 @@ export type SubscribeResponse = Message<"im.v1.SubscribeResponse"> & {
      */
     value: Disconnect;
     case: "disconnect";
+  } | {
+    /**
+     * The caller joined or left a conversation.
+     *
+     * @generated from field: im.v1.MembershipChanged membership = 5;
+     */
+    value: MembershipChanged;
+    case: "membership";
   } | { case: undefined; value?: undefined };
 };
 
@@ -670,6 +687,45 @@ export const ReadPositionSchema: GenMessage<ReadPosition> = /*@__PURE__*/
   messageDesc(file_im_v1_gateway, 14);
 
 /**
+ * The caller's membership in a conversation changed. After `joined`, the conversation's
+ * messages are pushed like any other's; messages sent before the push may be missing, so
+ * the client fetches from its cursor (or syncs). After `joined` is false, nothing more of the
+ * conversation is pushed and its messages can no longer be read.
+ *
+ * @generated from message im.v1.MembershipChanged
+ */
+export type MembershipChanged = Message<"im.v1.MembershipChanged"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * True: the caller became a member (a group was created with it, or it was added). False:
+   * it was removed or left.
+   *
+   * @generated from field: bool joined = 2;
+   */
+  joined: boolean;
+
+  /**
+   * The conversation's newest seq when the change was made.
+   *
+   * @generated from field: uint64 last_seq = 3;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message im.v1.MembershipChanged.
+ * Use `create(MembershipChangedSchema)` to create a new message.
+ */
+export const MembershipChangedSchema: GenMessage<MembershipChanged> = /*@__PURE__*/
+  messageDesc(file_im_v1_gateway, 15);
+
+/**
  * A heartbeat from the client.
  *
  * @generated from message im.v1.PingRequest
@@ -688,7 +744,7 @@ export type PingRequest = Message<"im.v1.PingRequest"> & {
  * Use `create(PingRequestSchema)` to create a new message.
  */
 export const PingRequestSchema: GenMessage<PingRequest> = /*@__PURE__*/
-  messageDesc(file_im_v1_gateway, 15);
+  messageDesc(file_im_v1_gateway, 16);
 
 /**
  * The answer to a heartbeat.
@@ -716,7 +772,7 @@ export type PingResponse = Message<"im.v1.PingResponse"> & {
  * Use `create(PingResponseSchema)` to create a new message.
  */
 export const PingResponseSchema: GenMessage<PingResponse> = /*@__PURE__*/
-  messageDesc(file_im_v1_gateway, 16);
+  messageDesc(file_im_v1_gateway, 17);
 
 /**
  * A failed request on the long connection.
@@ -751,7 +807,7 @@ export type RequestError = Message<"im.v1.RequestError"> & {
  * Use `create(RequestErrorSchema)` to create a new message.
  */
 export const RequestErrorSchema: GenMessage<RequestError> = /*@__PURE__*/
-  messageDesc(file_im_v1_gateway, 17);
+  messageDesc(file_im_v1_gateway, 18);
 
 /**
  * The last frame of a connection.
@@ -786,7 +842,7 @@ export type Disconnect = Message<"im.v1.Disconnect"> & {
  * Use `create(DisconnectSchema)` to create a new message.
  */
 export const DisconnectSchema: GenMessage<Disconnect> = /*@__PURE__*/
-  messageDesc(file_im_v1_gateway, 18);
+  messageDesc(file_im_v1_gateway, 19);
 
 /**
  * Why the server closes a connection, and what the client does next.

@@ -4,7 +4,14 @@ import { DEFAULT_LIMITS, type Limits } from "../../../server/core/limits.js";
 import { createMessageIdGenerator } from "../../../server/core/message-id.js";
 import { Messaging, type Cursor, type SendTarget, type SyncCommand } from "../../../server/core/messaging.js";
 import type { Result } from "../../../server/core/result.js";
-import type { DeliveryRouter, Push, PushTarget } from "../../../server/route/delivery-router.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { MessageSchema } from "../../../gen/im/v1/message_pb.js";
+import type { EventSink } from "../../../server/core/events.js";
+import type { ConversationRecord, StoredMessage } from "../../../server/core/model.js";
+import { NoBroker } from "../../../server/route/broker.js";
+import { ChannelPublisher } from "../../../server/route/channel-publisher.js";
+import { Hub, type Subscriber } from "../../../server/route/hub.js";
+import type { Publication } from "../../../server/route/publication.js";
 import { MemoryMessageStore } from "../../../server/store/memory-message-store.js";
 
 const LIMITS: Limits = {
@@ -19,87 +26,82 @@ const LIMITS: Limits = {
   fetchMax: 5,
   pageDefault: 2,
   pageMax: 4,
-  fanoutBatch: 2,
 };
 
-/** A live connection that keeps what it was pushed. */
-interface Connection extends PushTarget {
-  readonly received: Push[];
+/** A live connection that keeps what it was delivered, decoded. */
+interface Connection extends Subscriber {
+  readonly received: Array<{ kind: "message"; message: { seq: number; messageId: string } } | { kind: "read"; conversationId: string; readSeq: number } | { kind: "membership"; conversationId: string; joined: boolean }>;
 }
 
-/** Records every deliver call and hands pushes to attached connections, except the origin. */
-class RecordingRouter implements DeliveryRouter {
-  readonly calls: Array<{ readonly userIds: readonly string[]; readonly push: Push; readonly except: string | undefined }> = [];
-  readonly #connections = new Set<PushTarget>();
+/** Records every event the core emits, then hands it to the real channel publisher. */
+class RecordingEvents implements EventSink {
+  readonly messages: Array<{ readonly conversationId: string; readonly seq: number; readonly except: string | undefined }> = [];
+  readonly members: Array<{ readonly conversationId: string; readonly added: readonly string[]; readonly removed: readonly string[] }> = [];
+  readonly #next: EventSink;
 
-  attach(target: PushTarget): void {
-    this.#connections.add(target);
+  constructor(next: EventSink) {
+    this.#next = next;
   }
 
-  detach(target: PushTarget): void {
-    this.#connections.delete(target);
+  messageAppended(conversation: ConversationRecord, message: StoredMessage, originConnectionId: string | undefined): void {
+    this.messages.push({ conversationId: conversation.id, seq: message.seq, except: originConnectionId });
+    this.#next.messageAppended(conversation, message, originConnectionId);
   }
 
-  deliver(userIds: readonly string[], push: Push, exceptConnectionId?: string): void {
-    this.calls.push({ userIds: [...userIds], push, except: exceptConnectionId });
-    for (const target of this.#connections) {
-      if (userIds.includes(target.userId) && target.connectionId !== exceptConnectionId) target.push(push);
-    }
+  readMoved(userId: string, conversationId: string, readSeq: number, originConnectionId: string | undefined): void {
+    this.#next.readMoved(userId, conversationId, readSeq, originConnectionId);
   }
 
-  connectionCount(): number {
-    return this.#connections.size;
-  }
-
-  messageCalls(): Array<{ readonly userIds: readonly string[]; readonly seq: number; readonly except: string | undefined }> {
-    return this.calls.flatMap((c) => (c.push.kind === "message" ? [{ userIds: c.userIds, seq: c.push.message.seq, except: c.except }] : []));
+  membersChanged(conversation: ConversationRecord, added: readonly string[], removed: readonly string[]): void {
+    this.members.push({ conversationId: conversation.id, added: [...added], removed: [...removed] });
+    this.#next.membersChanged(conversation, added, removed);
   }
 }
 
-/** Makes every fan-out's member listing slower than the next one's, so unchained fan-outs would reorder. */
-class SlowListingStore extends MemoryMessageStore {
-  #calls = 0;
-
-  override async listMembers(conversationId: string, afterUserId: string, limit: number): Promise<string[]> {
-    const ticks = Math.max(0, 60 - 5 * this.#calls++);
-    for (let i = 0; i < ticks; i++) await Promise.resolve();
-    return super.listMembers(conversationId, afterUserId, limit);
+function decoded(publication: Publication): Connection["received"][number] {
+  const event = publication.wire.event;
+  if (event.case === "message") {
+    const m = fromBinary(MessageSchema, event.value);
+    return { kind: "message", message: { seq: Number(m.seq), messageId: m.messageId } };
   }
+  if (event.case === "read") return { kind: "read", conversationId: event.value.conversationId, readSeq: Number(event.value.readSeq) };
+  if (event.case === "membership") return { kind: "membership", conversationId: event.value.conversationId, joined: event.value.joined };
+  throw new Error(`unexpected ${String(event.case)}`);
 }
 
 function setup(options: { limits?: Limits; store?: MemoryMessageStore } = {}) {
   const store = options.store ?? new MemoryMessageStore();
-  const router = new RecordingRouter();
   const clock = { now: 1_000, nowMs(): number { return this.now; } } satisfies Clock & { now: number };
-  const backgroundErrors: unknown[] = [];
-  const messaging = new Messaging({
+  let messaging: Messaging | undefined;
+  const hub = new Hub({ broker: new NoBroker(), groupsOf: (u) => messaging!.groupsOf(u) });
+  const events = new RecordingEvents(new ChannelPublisher("test", hub, new NoBroker()));
+  messaging = new Messaging({
     store,
-    router,
+    events,
     clock,
     ids: createMessageIdGenerator(clock, createSeededRandom(42)),
     limits: options.limits ?? LIMITS,
-    onBackgroundError: (error) => backgroundErrors.push(error),
   });
   let clientMsgCounter = 0;
   return {
     store,
-    router,
+    events,
+    hub,
     clock,
     messaging,
-    backgroundErrors,
-    connect(userId: string, connectionId: string): Connection {
-      const received: Push[] = [];
-      const connection: Connection = { userId, connectionId, received, push: (p) => received.push(p) };
-      router.attach(connection);
+    async connect(userId: string, connectionId: string): Promise<Connection> {
+      const received: Connection["received"] = [];
+      const connection: Connection = { userId, connectionId, received, deliver: (p) => received.push(decoded(p)) };
+      await hub.attach(connection);
       return connection;
     },
     /** Sends a text and returns the stored message; fails the test on a refusal. */
     async send(userId: string, target: SendTarget, text = "hi", origin?: string) {
-      const result = await messaging.send(userId, { target, clientMsgId: `cm-${++clientMsgCounter}`, contentType: "text/plain", data: utf8(text) }, origin);
+      const result = await messaging!.send(userId, { target, clientMsgId: `cm-${++clientMsgCounter}`, contentType: "text/plain", data: utf8(text) }, origin);
       return value(result).message;
     },
     async group(ownerId: string, memberIds: readonly string[]): Promise<string> {
-      return value(await messaging.createGroup(ownerId, "Team", memberIds)).id;
+      return value(await messaging!.createGroup(ownerId, "Team", memberIds)).id;
     },
   };
 }
@@ -126,6 +128,9 @@ const sync = (cursors: readonly Cursor[] = [], extra: Partial<SyncCommand> = {})
 
 const messageSeqs = (connection: Connection): number[] =>
   connection.received.flatMap((p) => (p.kind === "message" ? [p.message.seq] : []));
+
+const messageIds = (connection: Connection): string[] =>
+  connection.received.flatMap((p) => (p.kind === "message" ? [p.message.messageId] : []));
 
 describe("Messaging", () => {
   describe("send()", () => {
@@ -157,8 +162,7 @@ describe("Messaging", () => {
       const resolved = "conversationId" in target && target.conversationId === "GROUP" ? { conversationId: group } : target;
       const result = await t.messaging.send(sender, { target: resolved, clientMsgId: "c", contentType: "text/plain", data: utf8("x") });
       expect(outcome(result)).toBe(reason);
-      await t.messaging.settled();
-      expect(t.router.messageCalls().length > 0).toBe(reason === "ok");
+      expect(t.events.messages.length > 0).toBe(reason === "ok");
     });
 
     it.each([
@@ -174,65 +178,52 @@ describe("Messaging", () => {
 
     it("answers a repeated clientMsgId with the original message, duplicate=true, and pushes it once", async () => {
       const t = setup();
-      const bob = t.connect("bob", "b1");
+      const bob = await t.connect("bob", "b1");
       const command = { target: { toUserId: "bob" }, clientMsgId: "same", contentType: "text/plain", data: utf8("one") };
       const first = value(await t.messaging.send("alice", command));
       t.clock.now += 50;
       const second = value(await t.messaging.send("alice", { ...command, data: utf8("two") }));
-      await t.messaging.settled();
       expect(first.duplicate).toBe(false);
       expect(second).toEqual({ message: first.message, duplicate: true });
       expect(messageSeqs(bob)).toEqual([1]);
-      expect(t.router.messageCalls()).toHaveLength(1);
+      expect(t.events.messages).toHaveLength(1);
     });
 
     it.each(["direct", "group"])("pushes a %s message to every member's connections except the origin", async (kind) => {
       const t = setup();
       const [a1, a2, b1, b2, c1, d1] = [
-        t.connect("alice", "a1"), t.connect("alice", "a2"), t.connect("bob", "b1"),
-        t.connect("bob", "b2"), t.connect("carol", "c1"), t.connect("dave", "d1"),
+        await t.connect("alice", "a1"), await t.connect("alice", "a2"), await t.connect("bob", "b1"),
+        await t.connect("bob", "b2"), await t.connect("carol", "c1"), await t.connect("dave", "d1"),
       ];
       const target = kind === "direct" ? { toUserId: "bob" } : { conversationId: await t.group("alice", ["bob", "carol"]) };
       const sent = await t.send("alice", target, "hi", "a1");
-      await t.messaging.settled();
-      const got = (c: Connection) => c.received.map((p) => (p.kind === "message" ? p.message.messageId : p.kind));
+      const got = messageIds;
       expect([a1, a2, b1, b2, c1, d1].map(got)).toEqual([
         [], [sent.messageId], [sent.messageId], [sent.messageId],
         kind === "group" ? [sent.messageId] : [], [],
       ]);
-      expect(t.router.messageCalls().every((c) => c.except === "a1")).toBe(true);
+      expect(t.events.messages.every((c) => c.except === "a1")).toBe(true);
     });
 
-    it.each([
-      { members: 1, batches: 1 },
-      { members: 2, batches: 1 },
-      { members: 4, batches: 2 },
-      { members: 5, batches: 3 },
-    ])("fans a group message of $members members out in $batches batches of at most fanoutBatch", async ({ members, batches }) => {
+    it.each([1, 2, 5])("publishes a group message of %i members once, and every member's connection gets it", async (members) => {
       const t = setup();
       const users = ["u1", "u2", "u3", "u4", "u5"].slice(0, members);
-      const connections = users.map((u) => t.connect(u, `${u}-c`));
+      const connections = await Promise.all(users.map((u) => t.connect(u, `${u}-c`)));
       const group = await t.group("u1", users.slice(1));
       await t.send("u1", { conversationId: group });
-      await t.messaging.settled();
-      const calls = t.router.messageCalls();
-      expect(calls).toHaveLength(batches);
-      expect(calls.every((c) => c.userIds.length <= LIMITS.fanoutBatch)).toBe(true);
-      expect(calls.flatMap((c) => c.userIds)).toEqual(users);
+      expect(t.events.messages).toEqual([{ conversationId: group, seq: 1, except: undefined }]);
       expect(connections.map(messageSeqs)).toEqual(users.map(() => [1]));
     });
 
-    it("hands the pushes of one conversation to the router in seq order even when sends overlap", async () => {
-      const t = setup({ store: new SlowListingStore() });
+    it("hands the events of one conversation over in seq order even when sends overlap", async () => {
+      const t = setup();
       const group = await t.group("u1", ["u2", "u3", "u4", "u5"]);
-      const connections = ["u1", "u2", "u3", "u4", "u5"].map((u) => t.connect(u, `${u}-c`));
+      const connections = await Promise.all(["u1", "u2", "u3", "u4", "u5"].map((u) => t.connect(u, `${u}-c`)));
       const sent = await Promise.all(Array.from({ length: 10 }, (_, i) => t.send(`u${(i % 5) + 1}`, { conversationId: group }, `m${i}`)));
       expect(sent.map((m) => m.seq).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-      await t.messaging.settled();
-      const order = t.router.messageCalls().map((c) => c.seq);
+      const order = t.events.messages.map((c) => c.seq);
       expect(order).toEqual([...order].sort((a, b) => a - b));
       for (const connection of connections) expect(messageSeqs(connection)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-      expect(t.backgroundErrors).toEqual([]);
     });
   });
 
@@ -364,10 +355,9 @@ describe("Messaging", () => {
   describe("markRead()", () => {
     it.each(["direct", "group"])("keeps the %s read position monotonic and tells the user's other connections", async (kind) => {
       const t = setup();
-      const [a1, a2, b1] = [t.connect("alice", "a1"), t.connect("alice", "a2"), t.connect("bob", "b1")];
+      const [a1, a2, b1] = [await t.connect("alice", "a1"), await t.connect("alice", "a2"), await t.connect("bob", "b1")];
       const id = kind === "direct" ? "d:alice:bob" : await t.group("bob", ["alice"]);
       for (let i = 0; i < 4; i++) await t.send("bob", kind === "direct" ? { toUserId: "alice" } : { conversationId: id });
-      await t.messaging.settled();
       for (const c of [a1, a2, b1]) c.received.length = 0;
       const steps: Array<[number, string | number]> = [[3, 3], [1, 3], [4, 4], [5, "out_of_range"], [2, 4]];
       for (const [readSeq, expected] of steps) {

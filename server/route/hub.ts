@@ -1,0 +1,208 @@
+import type { Broker } from "./broker.js";
+import { groupChannel, userChannel, type Publication } from "./publication.js";
+
+/** A live device stream as the hub holds it. */
+export interface Subscriber {
+  /** Unique among every live connection of the deployment. */
+  readonly connectionId: string;
+  readonly userId: string;
+  /**
+   * Takes a publication meant for devices. Must not block or throw: a connection that cannot
+   * keep up closes itself (slow-consumer disconnect) and its device repairs through sync.
+   */
+  deliver(publication: Publication): void;
+}
+
+/** What a hub is built from. */
+export interface HubOptions {
+  /** The channels this process receives; the hub subscribes to each while it holds a member. */
+  readonly broker: Pick<Broker, "subscribe" | "unsubscribe">;
+  /** The ids of the groups a user belongs to (read once per user, when its first connection attaches here). */
+  readonly groupsOf: (userId: string) => Promise<readonly string[]>;
+}
+
+/** Counters for /stats. */
+export interface HubStats {
+  readonly subscribers: number;
+  readonly users: number;
+  readonly groups: number;
+}
+
+interface UserEntry {
+  readonly userId: string;
+  readonly subscribers: Subscriber[];
+  /** The groups indexed for this user: exactly those whose channel delivers to it. */
+  readonly groups: Set<string>;
+  /** Resolves when the user's channels are subscribed and its groups indexed. */
+  ready: Promise<void>;
+  /** Membership changes that arrived while the groups were being read, applied after them in order. */
+  queued: { conversationId: string; joined: boolean }[] | undefined;
+  /** Detached while loading. */
+  gone: boolean;
+}
+
+/**
+ * One process's index of who listens where (centrifuge's Hub): user -> its local
+ * connections, group -> its local members. A publication reaches the hub once per process
+ * and channel, and the hub hands the same Publication (whose device frames are encoded once)
+ * to every local connection of the channel; no store read and no presence lookup per
+ * message. Pure: no I/O of its own, so the simulator runs it.
+ *
+ * A connection's user subscribes to its user channel at once and to the channel of each of
+ * its groups, read from the store when the user's first connection attaches here. Member
+ * changes keep the index current without reads: a `members` publication on the group's
+ * channel (in order with the group's messages, so a removed member gets nothing published
+ * after its removal) and a `membership` publication on the user's channel (which is how a
+ * hub that does not hold the group yet learns of an added member).
+ */
+export class Hub {
+  readonly #broker: HubOptions["broker"];
+  readonly #groupsOf: HubOptions["groupsOf"];
+  readonly #users = new Map<string, UserEntry>();
+  readonly #groups = new Map<string, Set<UserEntry>>();
+  /** Subscriptions requested and not yet confirmed, so a later attach can wait for them too. */
+  readonly #subscribing = new Map<string, Promise<void>>();
+  #subscribers = 0;
+
+  constructor(options: HubOptions) {
+    this.#broker = options.broker;
+    this.#groupsOf = options.groupsOf;
+  }
+
+  /**
+   * Registers a connection. Resolves once it receives everything published from then on;
+   * rejects when the user's groups cannot be read (the store is unavailable), in which case
+   * the connection is already detached.
+   */
+  async attach(subscriber: Subscriber): Promise<void> {
+    let entry = this.#users.get(subscriber.userId);
+    if (entry === undefined) {
+      entry = { userId: subscriber.userId, subscribers: [], groups: new Set(), ready: Promise.resolve(), queued: [], gone: false };
+      this.#users.set(subscriber.userId, entry);
+      entry.ready = this.#load(entry);
+    }
+    entry.subscribers.push(subscriber);
+    this.#subscribers++;
+    try {
+      await entry.ready;
+    } catch (error) {
+      this.detach(subscriber);
+      throw error;
+    }
+  }
+
+  /** Unregisters a connection; idempotent. */
+  detach(subscriber: Subscriber): void {
+    const entry = this.#users.get(subscriber.userId);
+    if (entry === undefined) return;
+    const at = entry.subscribers.indexOf(subscriber);
+    if (at < 0) return;
+    entry.subscribers.splice(at, 1);
+    this.#subscribers--;
+    if (entry.subscribers.length > 0) return;
+    this.#users.delete(entry.userId);
+    entry.gone = true;
+    this.#broker.unsubscribe(userChannel(entry.userId));
+    for (const g of [...entry.groups]) this.#removeGroup(entry, g);
+  }
+
+  /** Live connections of `userId` attached here. */
+  connectionsOf(userId: string): number {
+    return this.#users.get(userId)?.subscribers.length ?? 0;
+  }
+
+  /** A publication on `channel`, published by this process or received from another. */
+  handle(channel: string, publication: Publication): void {
+    if (channel.startsWith("u:")) {
+      const entry = this.#users.get(channel.slice(2));
+      if (entry === undefined) return;
+      const event = publication.wire.event;
+      if (event.case === "membership") this.#membership(entry, event.value.conversationId, event.value.joined);
+      if (publication.forDevices) deliverTo(entry, publication);
+    } else if (channel.startsWith("c:")) {
+      const conversationId = channel.slice(2);
+      const members = this.#groups.get(conversationId);
+      if (members === undefined) return;
+      const event = publication.wire.event;
+      if (event.case === "members") {
+        for (const userId of event.value.removed) {
+          const entry = this.#users.get(userId);
+          if (entry !== undefined) this.#membership(entry, conversationId, false);
+        }
+        for (const userId of event.value.added) {
+          const entry = this.#users.get(userId);
+          if (entry !== undefined) this.#membership(entry, conversationId, true);
+        }
+      } else if (publication.forDevices) {
+        for (const entry of members) deliverTo(entry, publication);
+      }
+    }
+  }
+
+  stats(): HubStats {
+    return { subscribers: this.#subscribers, users: this.#users.size, groups: this.#groups.size };
+  }
+
+  async #load(entry: UserEntry): Promise<void> {
+    await this.#subscribe(userChannel(entry.userId));
+    const groups = await this.#groupsOf(entry.userId);
+    if (entry.gone) return;
+    const waits: Promise<void>[] = [];
+    for (const g of groups) {
+      const wait = this.#addGroup(entry, g);
+      if (wait !== undefined) waits.push(wait);
+    }
+    const queued = entry.queued ?? [];
+    entry.queued = undefined;
+    for (const change of queued) this.#membership(entry, change.conversationId, change.joined);
+    await Promise.all(waits);
+  }
+
+  #membership(entry: UserEntry, conversationId: string, joined: boolean): void {
+    if (entry.queued !== undefined) entry.queued.push({ conversationId, joined });
+    else if (joined) void this.#addGroup(entry, conversationId);
+    else this.#removeGroup(entry, conversationId);
+  }
+
+  /** Indexes `entry` under group `g`; returns the pending subscription of its channel, if any. */
+  #addGroup(entry: UserEntry, g: string): Promise<void> | undefined {
+    if (entry.gone) return undefined;
+    const channel = groupChannel(g);
+    if (!entry.groups.has(g)) {
+      entry.groups.add(g);
+      let members = this.#groups.get(g);
+      if (members === undefined) {
+        members = new Set();
+        this.#groups.set(g, members);
+        void this.#subscribe(channel).catch(() => {});
+      }
+      members.add(entry);
+    }
+    return this.#subscribing.get(channel);
+  }
+
+  #removeGroup(entry: UserEntry, g: string): void {
+    if (!entry.groups.delete(g)) return;
+    const members = this.#groups.get(g);
+    if (members === undefined) return;
+    members.delete(entry);
+    if (members.size > 0) return;
+    this.#groups.delete(g);
+    this.#broker.unsubscribe(groupChannel(g));
+  }
+
+  #subscribe(channel: string): Promise<void> {
+    const pending = this.#broker.subscribe(channel).finally(() => {
+      if (this.#subscribing.get(channel) === pending) this.#subscribing.delete(channel);
+    });
+    this.#subscribing.set(channel, pending);
+    return pending;
+  }
+}
+
+function deliverTo(entry: UserEntry, publication: Publication): void {
+  const except = publication.exceptConnectionId;
+  for (const subscriber of entry.subscribers) {
+    if (subscriber.connectionId !== except) subscriber.deliver(publication);
+  }
+}

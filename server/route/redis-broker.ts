@@ -1,0 +1,291 @@
+import { Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "pino";
+import type { Broker, BrokerStats, DirectLink } from "./broker.js";
+import { Publication } from "./publication.js";
+
+/** Options of `openRedisBroker`. */
+export interface RedisBrokerOptions {
+  /** redis://host:port[/db] */
+  readonly url: string;
+  /** This process's id: unique among every live process sharing the Redis (node id + worker). */
+  readonly workerId: string;
+  readonly logger: Logger;
+  /** Prefix of every key and channel. Default "im:". */
+  readonly keyPrefix?: string;
+  /** Publications written to Redis and not yet answered; beyond it they are dropped. Default 10 000. */
+  readonly pendingMax?: number;
+  /** How long `open` waits for Redis before starting degraded. Default 2000 ms. */
+  readonly connectWaitMs?: number;
+}
+
+/** The options every connection of the broker uses. */
+export function redisConnectionOptions(name: string): RedisOptions {
+  return {
+    lazyConnect: true,
+    // Fail fast while disconnected: a push that cannot go now is worthless later, and an
+    // offline queue would grow without bound during an outage.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 2000,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), 2000),
+    connectionName: name,
+  };
+}
+
+/**
+ * Publications across processes and nodes through Redis sharded pub/sub (SPUBLISH /
+ * SSUBSCRIBE): one channel per group (`im:c:<group>`) and per user (`im:u:<user>`). A
+ * process subscribes to a channel while its hub holds a member, so the subscription is the
+ * presence: there are no presence keys, no scripts and no lookups, Redis does O(1) work per
+ * publication and sends it once to each subscribed process, and, because sharded channels
+ * are spread over a cluster's shards by their slot, the same design runs on Redis Cluster.
+ * Pub/sub rather than streams, because a push is best effort by contract: a device that
+ * misses one repairs it from the store, so stream replay and acknowledgements would buy
+ * nothing.
+ *
+ * Order: publications go out on one connection in call order and Redis keeps per-connection
+ * order, so one process's publications on a channel reach each subscriber in order.
+ *
+ * Redis down: publish drops (counted) and subscribe resolves at once; devices still send
+ * (the store is the truth) and sync. When Redis returns, every wanted channel is subscribed
+ * again and publications resume.
+ */
+export class RedisBroker implements Broker, DirectLink {
+  readonly #pub: Redis;
+  readonly #sub: Redis;
+  readonly #workerId: string;
+  readonly #prefix: string;
+  readonly #pendingMax: number;
+  readonly #logger: Logger;
+  readonly #channels = new Set<string>();
+  #deliver: (channel: string, publication: Publication) => void = () => {};
+  #direct: (bytes: Uint8Array) => void = () => {};
+  /** This process's own channel for direct messages (owner calls and replies). */
+  readonly #directKey: string;
+  #dirty = new Set<string>();
+  #batch: { done: Promise<void>; resolve: () => void } | undefined;
+  #pending = 0;
+  #pubUp = false;
+  #subUp = false;
+  #degraded = false;
+  #lastError: Error | undefined;
+  #closed = false;
+  #published = 0;
+  #received = 0;
+  #dropped = 0;
+
+  /** Use `openRedisBroker`. */
+  constructor(options: RedisBrokerOptions) {
+    this.#workerId = options.workerId;
+    this.#prefix = options.keyPrefix ?? "im:";
+    this.#pendingMax = options.pendingMax ?? 10_000;
+    this.#logger = options.logger.child({ component: "redis-broker", workerId: options.workerId });
+    this.#directKey = this.#key(`o:${options.workerId}`);
+    this.#pub = new Redis(options.url, redisConnectionOptions(`microchat:${options.workerId}:pub`));
+    this.#sub = new Redis(options.url, { ...redisConnectionOptions(`microchat:${options.workerId}:sub`), autoResubscribe: false });
+    this.#pub.on("ready", () => {
+      this.#pubUp = true;
+      this.#onUp();
+    });
+    this.#sub.on("ready", () => {
+      // Every wanted channel again: a first connection that failed, or a restarted Redis.
+      const channels = [this.#directKey, ...[...this.#channels].map((c) => this.#key(c))];
+      this.#sub.ssubscribe(...channels).then(
+        () => {
+          this.#subUp = true;
+          this.#onUp();
+        },
+        (err: unknown) => (this.#lastError = err as Error),
+      );
+    });
+    for (const [client, which] of [[this.#pub, "pub"], [this.#sub, "sub"]] as const) {
+      // Connection errors come before "close" and on every failed reconnect: keep the last for the log.
+      client.on("error", (err: Error) => (this.#lastError = err));
+      client.on("close", () => {
+        if (which === "pub") this.#pubUp = false;
+        else this.#subUp = false;
+        this.#onDown(this.#lastError);
+      });
+    }
+    this.#sub.on("smessageBuffer", (channel: Buffer, message: Buffer) => this.#onMessage(channel, message));
+  }
+
+  /** Connects, waiting up to connectWaitMs; starts degraded if Redis does not answer. */
+  async start(connectWaitMs: number): Promise<void> {
+    this.#pub.connect().catch(() => {});
+    this.#sub.connect().catch(() => {});
+    const deadline = Date.now() + connectWaitMs;
+    while (!this.available && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (!this.available) this.#onDown(new Error(`no answer from Redis within ${connectWaitMs} ms`));
+  }
+
+  /** True while both Redis connections are ready. */
+  get available(): boolean {
+    return this.#pubUp && this.#subUp;
+  }
+
+  onPublication(deliver: (channel: string, publication: Publication) => void): void {
+    this.#deliver = deliver;
+  }
+
+  publish(channel: string, publication: Publication): void {
+    if (this.#closed) return;
+    if (!this.#pubUp || this.#pending >= this.#pendingMax) {
+      this.#dropped++;
+      return;
+    }
+    this.#pending++;
+    this.#published++;
+    const bytes = publication.encode();
+    this.#pub.spublish(this.#key(channel), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).then(
+      () => this.#pending--,
+      () => {
+        this.#pending--;
+        this.#dropped++;
+      },
+    );
+  }
+
+  subscribe(channel: string): Promise<void> {
+    this.#channels.add(channel);
+    if (this.#closed || !this.#subUp) return Promise.resolve();
+    this.#touch(channel);
+    if (this.#batch === undefined) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.#batch = { done, resolve };
+    }
+    return this.#batch.done;
+  }
+
+  unsubscribe(channel: string): void {
+    if (!this.#channels.delete(channel) || this.#closed || !this.#subUp) return;
+    this.#touch(channel);
+  }
+
+  sendDirect(to: string, bytes: Uint8Array): void {
+    if (this.#closed) return;
+    if (!this.#pubUp || this.#pending >= this.#pendingMax) {
+      this.#dropped++;
+      return;
+    }
+    this.#pending++;
+    this.#pub.spublish(this.#key(`o:${to}`), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).then(
+      () => this.#pending--,
+      () => {
+        this.#pending--;
+        this.#dropped++;
+      },
+    );
+  }
+
+  onDirect(receive: (bytes: Uint8Array) => void): void {
+    this.#direct = receive;
+  }
+
+  /** The Redis connection for commands (shared with the owner directory). */
+  get commands(): Redis {
+    return this.#pub;
+  }
+
+  stats(): BrokerStats & { available: boolean } {
+    return {
+      kind: "redis",
+      available: this.available,
+      channels: this.#channels.size,
+      published: this.#published,
+      received: this.#received,
+      dropped: this.#dropped,
+    };
+  }
+
+  /** Lets publications in flight leave (up to 1 s) and closes both connections. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#batch?.resolve();
+    const deadline = Date.now() + 1000;
+    while (this.#pending > 0 && this.#pubUp && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    this.#sub.disconnect();
+    this.#pub.disconnect();
+  }
+
+  #touch(channel: string): void {
+    if (this.#dirty.size === 0) queueMicrotask(() => this.#flush());
+    this.#dirty.add(channel);
+  }
+
+  /** Sends the net subscription changes of this turn: one SUNSUBSCRIBE and one SSUBSCRIBE at most. */
+  #flush(): void {
+    const subscribe: string[] = [];
+    const unsubscribe: string[] = [];
+    for (const channel of this.#dirty) (this.#channels.has(channel) ? subscribe : unsubscribe).push(this.#key(channel));
+    this.#dirty = new Set();
+    const batch = this.#batch;
+    this.#batch = undefined;
+    if (this.#closed || !this.#subUp) {
+      batch?.resolve();
+      return;
+    }
+    if (unsubscribe.length > 0) this.#sub.sunsubscribe(...unsubscribe).catch(() => {});
+    if (subscribe.length === 0) {
+      batch?.resolve();
+      return;
+    }
+    // Resolved either way: a failed subscription leaves the process degraded for these
+    // channels until the next reconnect re-subscribes them; its devices sync meanwhile.
+    this.#sub.ssubscribe(...subscribe).then(
+      () => batch?.resolve(),
+      (err: unknown) => {
+        this.#lastError = err as Error;
+        batch?.resolve();
+      },
+    );
+  }
+
+  #onMessage(channel: Buffer, message: Buffer): void {
+    if (channel.length === Buffer.byteLength(this.#directKey) && channel.toString() === this.#directKey) {
+      this.#direct(message);
+      return;
+    }
+    let publication: Publication;
+    try {
+      publication = Publication.decode(message);
+    } catch (err) {
+      this.#dropped++;
+      this.#logger.warn({ err }, "dropped a malformed publication");
+      return;
+    }
+    if (publication.origin === this.#workerId) return;
+    this.#received++;
+    this.#deliver(channel.toString("utf8", Buffer.byteLength(this.#prefix)), publication);
+  }
+
+  #onUp(): void {
+    if (!this.available || this.#closed) return;
+    if (this.#degraded) {
+      this.#degraded = false;
+      this.#logger.info({ dropped: this.#dropped }, "redis available again: channels re-subscribed, pushes to other processes resume");
+    }
+  }
+
+  #onDown(err: Error | undefined): void {
+    if (this.#closed || this.#degraded) return;
+    this.#degraded = true;
+    this.#logger.warn(
+      { err },
+      "redis unavailable: sends still persist; pushes to other processes are dropped until it returns (clients repair through prev_seq and sync)",
+    );
+  }
+
+  #key(channel: string): string {
+    return this.#prefix + channel;
+  }
+}
+
+/** Creates a RedisBroker and connects it (see `start`). */
+export async function openRedisBroker(options: RedisBrokerOptions): Promise<RedisBroker> {
+  const broker = new RedisBroker(options);
+  await broker.start(options.connectWaitMs ?? 2000);
+  return broker;
+}
