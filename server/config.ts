@@ -27,6 +27,11 @@ export interface ServerConfig {
   readonly drainTimeoutMs: number;
   readonly reconnectSpreadMs: number;
   readonly listenBacklog: number;
+  readonly h2MaxConcurrentStreams: number;
+  readonly maxHeaderListBytes: number;
+  readonly h2MaxSessionMemoryMb: number;
+  readonly handshakeTimeoutMs: number;
+  readonly maxConnectionsPerUser: number;
   readonly workers: number;
   readonly redisUrl: string;
   readonly nodeId: string;
@@ -70,6 +75,11 @@ export const OPTIONS: readonly Option[] = [
   { flag: "redis-url", env: "IM_REDIS_URL", key: "redisUrl", fallback: "", kind: "string", doc: "Redis for presence and cross-process delivery (redis://host:port); needed for several nodes; empty: none" },
   { flag: "node-id", env: "IM_NODE_ID", key: "nodeId", fallback: "", kind: "string", doc: "this node's id in Redis presence, unique per running node (empty: <hostname>-<pid>)" },
   { flag: "presence-ttl-ms", env: "IM_PRESENCE_TTL_MS", key: "presenceTtlMs", fallback: "30000", kind: "int", doc: "a dead node's Redis presence entries expire after this; refreshed every third of it" },
+  { flag: "h2-max-concurrent-streams", env: "IM_H2_MAX_CONCURRENT_STREAMS", key: "h2MaxConcurrentStreams", fallback: "8", kind: "int", doc: "streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS): the long connection plus a few calls" },
+  { flag: "max-header-list-bytes", env: "IM_MAX_HEADER_LIST_BYTES", key: "maxHeaderListBytes", fallback: "16384", kind: "int", doc: "bytes of request headers per stream or HTTP/1.1 request (SETTINGS_MAX_HEADER_LIST_SIZE)" },
+  { flag: "h2-max-session-memory-mb", env: "IM_H2_MAX_SESSION_MEMORY_MB", key: "h2MaxSessionMemoryMb", fallback: "10", kind: "int", doc: "memory one HTTP/2 connection may hold in nghttp2 before its new streams are refused" },
+  { flag: "handshake-timeout-ms", env: "IM_HANDSHAKE_TIMEOUT_MS", key: "handshakeTimeoutMs", fallback: "10000", kind: "int", doc: "a TCP connection that has not opened its first stream (or sent its first HTTP/1.1 request) by then is closed" },
+  { flag: "max-connections-per-user", env: "IM_MAX_CONNECTIONS_PER_USER", key: "maxConnectionsPerUser", fallback: "16", kind: "int", doc: "long connections (Connect and Subscribe streams) one user may hold per worker process; more are refused with RESOURCE_EXHAUSTED / TOO_MANY_CONNECTIONS" },
   { flag: "listen-backlog", env: "IM_LISTEN_BACKLOG", key: "listenBacklog", fallback: "4096", kind: "int", doc: "accept queue length of the listening socket (capped by net.core.somaxconn); a reconnect storm overflows a short one" },
 ];
 

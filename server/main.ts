@@ -84,6 +84,13 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     listenBacklog: config.listenBacklog,
     connectionIdPrefix: routing.workerId,
     extraStats: () => ({ routing: routing.stats() }),
+    edge: {
+      maxConcurrentStreams: config.h2MaxConcurrentStreams,
+      maxHeaderListBytes: config.maxHeaderListBytes,
+      maxSessionMemoryMb: config.h2MaxSessionMemoryMb,
+      handshakeTimeoutMs: config.handshakeTimeoutMs,
+      connectionsPerUserMax: config.maxConnectionsPerUser,
+    },
     limits: {
       pushQueueMax: config.pushQueueMax,
       pushQueueBytesMax: config.pushQueueBytesMax,

@@ -15,6 +15,7 @@ import { createConversationService } from "./conversation-service.js";
 import { GatewayOperations, type Ownership } from "./gateway-operations.js";
 import { createGatewayService, type ConnectionRegistry } from "./gateway-service.js";
 import { createRequestValidator } from "./request-validator.js";
+import { createLeanGateway } from "./lean-gateway.js";
 import { GatewayService } from "../../gen/im/v1/gateway_pb.js";
 import { ConversationService } from "../../gen/im/v1/conversation_pb.js";
 
@@ -52,6 +53,41 @@ export interface GatewayServerOptions {
   readonly listenBacklog?: number;
   /** More fields for the /stats JSON (e.g. routing counters). */
   readonly extraStats?: () => Record<string, unknown>;
+  /** HTTP/2 and connection limits; each has a default (see DEFAULT_EDGE_LIMITS). */
+  readonly edge?: Partial<EdgeLimits>;
+}
+
+/** Limits at the edge: what one TCP connection and one user may hold. */
+export interface EdgeLimits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams one HTTP/2 connection may have open at once. */
+  readonly maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: bytes of request headers one stream may send. */
+  readonly maxHeaderListBytes: number;
+  /** Memory one HTTP/2 session may use in nghttp2 (MB) before new streams are refused. */
+  readonly maxSessionMemoryMb: number;
+  /**
+   * A TCP connection must send the HTTP/2 preface and open its first stream (or send its first
+   * HTTP/1.1 request) within this; a silent socket is closed.
+   */
+  readonly handshakeTimeoutMs: number;
+  /** Long connections (Connect and Subscribe streams) one user may hold on this process. */
+  readonly connectionsPerUserMax: number;
+}
+
+/** The defaults of EdgeLimits (the README's configuration table). */
+export const DEFAULT_EDGE_LIMITS: EdgeLimits = {
+  maxConcurrentStreams: 8,
+  maxHeaderListBytes: 16 * 1024,
+  maxSessionMemoryMb: 10,
+  handshakeTimeoutMs: 10_000,
+  connectionsPerUserMax: 16,
+};
+
+/** Set on each accepted socket until it starts talking (its first stream or request). */
+const kHandshake = Symbol("handshake");
+interface Handshake {
+  readonly socket: net.Socket;
+  readonly acceptedAtMs: number;
 }
 
 /** A running gateway. */
@@ -76,9 +112,13 @@ const H2_PREFACE_START = Buffer.from("PRI");
  */
 export async function startGatewayServer(options: GatewayServerOptions): Promise<GatewayServer> {
   const { messaging, hub, verifier, clock, logger, limits } = options;
+  const edge: EdgeLimits = { ...DEFAULT_EDGE_LIMITS, ...options.edge };
   const registry: ConnectionRegistry = new Set();
   const validator = createRequestValidator();
   const operations = new GatewayOperations(messaging, options.ownership);
+  const prefix = options.connectionIdPrefix ?? `c${process.pid}`;
+  let connections = 0;
+  const nextConnectionId = () => `${prefix}-${++connections}`;
   const gateway = createGatewayService({
     operations,
     verifier,
@@ -88,7 +128,21 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     clock,
     limits,
     logger,
-    connectionIdPrefix: options.connectionIdPrefix ?? `c${process.pid}`,
+    nextConnectionId,
+    connectionsPerUserMax: edge.connectionsPerUserMax,
+  });
+  const lean = createLeanGateway({
+    operations,
+    verifier,
+    validator,
+    hub,
+    registry,
+    clock,
+    limits,
+    logger,
+    nextConnectionId,
+    maxFrameBytes: options.maxFrameBytes,
+    connectionsPerUserMax: edge.connectionsPerUserMax,
   });
   const conversations = createConversationService({ messaging, operations, verifier, validator, logger });
   const handler = connectNodeAdapter({
@@ -111,12 +165,40 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     },
   });
 
-  const h2 = http2.createServer({ maxSessionMemory: 64 }, handler);
-  const h1 = http.createServer(handler);
+  const h2 = http2.createServer(
+    {
+      maxSessionMemory: edge.maxSessionMemoryMb,
+      maxHeaderListPairs: 64,
+      settings: { maxConcurrentStreams: edge.maxConcurrentStreams, maxHeaderListSize: edge.maxHeaderListBytes },
+    },
+    handler,
+  );
+  // The long connection's streams go to the lean path; every other stream to connect-node
+  // through node's own compatibility layer, which is the server's 'stream' listener.
+  const compat = h2.listeners("stream") as ((...args: unknown[]) => void)[];
+  h2.removeAllListeners("stream");
+  h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+    started(stream.session?.socket);
+    if (!lean(stream, headers)) for (const listener of compat) listener.call(h2, stream, headers, ...rest);
+  });
+  const h1 = http.createServer({ maxHeaderSize: edge.maxHeaderListBytes }, handler);
+  h1.on("request", (req: http.IncomingMessage) => started(req.socket));
   const sockets = new Set<net.Socket>();
+  /** Sockets that have not started talking yet, oldest first (a Set keeps insertion order). */
+  const handshaking = new Set<Handshake>();
+  function started(socket: net.Socket | undefined): void {
+    const handshake = (socket as { [kHandshake]?: Handshake } | undefined)?.[kHandshake];
+    if (handshake !== undefined) handshaking.delete(handshake);
+  }
   const tcp = net.createServer((socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    const handshake: Handshake = { socket, acceptedAtMs: clock.nowMs() };
+    (socket as { [kHandshake]?: Handshake })[kHandshake] = handshake;
+    handshaking.add(handshake);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      handshaking.delete(handshake);
+    });
     sniff(socket, (isH2) => (isH2 ? h2 : h1).emit("connection", socket));
   });
   await new Promise<void>((resolve, reject) => {
@@ -130,6 +212,11 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const ticker = setInterval(() => {
     const now = clock.nowMs();
     for (const conn of registry) conn.tick(now);
+    for (const handshake of handshaking) {
+      if (now - handshake.acceptedAtMs < edge.handshakeTimeoutMs) break;
+      handshaking.delete(handshake);
+      handshake.socket.destroy();
+    }
   }, options.tickMs ?? 1000);
   ticker.unref();
 

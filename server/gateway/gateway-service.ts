@@ -2,13 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
-  ConnectRequestSchema,
   ConnectResponseSchema,
   DisconnectReason,
   FetchRangeRequestSchema,
   GatewayService,
   MarkReadRequestSchema,
-  PingResponseSchema,
   SendRequestSchema,
   SubscribeResponseSchema,
   SyncRequestSchema,
@@ -20,7 +18,9 @@ import type { Clock } from "../core/clock.js";
 import type { Hub } from "../route/hub.js";
 import type { Principal, TokenVerifier } from "./auth.js";
 import { Connection, QueueSink, type ConnectionLimits, type FrameFactory } from "./connection.js";
-import { toConnectError, toRequestError } from "./errors.js";
+import { RequestLoop } from "./request-loop.js";
+import { tooManyConnections } from "./lean-gateway.js";
+import { toConnectError } from "./errors.js";
 import type { GatewayOperations } from "./gateway-operations.js";
 import type { RequestValidator } from "./request-validator.js";
 import { createUnaryRunner } from "./unary-call.js";
@@ -38,8 +38,10 @@ export interface GatewayServiceDeps {
   readonly clock: Clock;
   readonly limits: ConnectionLimits;
   readonly logger: Logger;
-  /** Prefix of connection ids, unique per process (e.g. node and worker). */
-  readonly connectionIdPrefix: string;
+  /** A new connection id, unique among the deployment's live connections. */
+  readonly nextConnectionId: () => string;
+  /** Long connections one user may hold on this process. */
+  readonly connectionsPerUserMax: number;
 }
 
 const bidiFrames: FrameFactory<ConnectResponse> = {
@@ -63,7 +65,6 @@ const subscribeFrames: FrameFactory<SubscribeResponse> = {
 /** The GatewayService implementation: the long connection, the browser stream and unary calls. */
 export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<typeof GatewayService> {
   const { operations, verifier, validator, hub, registry, clock, limits, logger } = deps;
-  let nextConnection = 0;
   const unary = createUnaryRunner(verifier, validator, logger);
 
   async function authenticate(ctx: HandlerContext): Promise<Principal> {
@@ -77,7 +78,7 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
    */
   async function* hold<F>(principal: Principal, frames: FrameFactory<F>, pushOnly: boolean, ctx: HandlerContext, reader?: (conn: Connection) => Promise<void>): AsyncGenerator<F> {
     const sink = new QueueSink(frames);
-    const conn = new Connection(`${deps.connectionIdPrefix}-${++nextConnection}`, principal.userId, principal.expiresAtMs, clock.nowMs(), limits, sink, pushOnly);
+    const conn = new Connection(deps.nextConnectionId(), principal.userId, principal.expiresAtMs, clock.nowMs(), limits, sink, pushOnly);
     registry.add(conn);
     const onAbort = () => conn.close();
     ctx.signal.addEventListener("abort", onAbort);
@@ -113,75 +114,21 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
 
   /** Reads client frames of a long connection and answers each with the same request_id. */
   async function readFrames(principal: Principal, requests: AsyncIterable<ConnectRequest>, conn: Connection): Promise<void> {
-    let sends = Promise.resolve();
-    const running = new Set<Promise<void>>();
-    for await (const frame of requests) {
-      conn.heard(clock.nowMs());
-      if (conn.ending) break;
-      const invalid = validator.check(ConnectRequestSchema, frame);
-      if (invalid !== undefined) {
-        conn.reply(create(ConnectResponseSchema, { requestId: frame.requestId, frame: { case: "error", value: toRequestError(invalid) } }));
-        continue;
-      }
-      if (frame.frame.case === "ping") {
-        const pong = create(PingResponseSchema, { clientTimeMs: frame.frame.value.clientTimeMs, serverTimeMs: BigInt(clock.nowMs()) });
-        conn.reply(create(ConnectResponseSchema, { requestId: frame.requestId, frame: { case: "pong", value: pong } }));
-        continue;
-      }
-      if (!conn.begin()) break;
-      let task: Promise<void>;
-      if (frame.frame.case === "send") {
-        // Sends of one connection are applied in the order they were written, so a client's
-        // own messages keep their order in every conversation.
-        task = sends = sends.then(() => answer(principal, frame, conn));
-      } else {
-        task = answer(principal, frame, conn);
-      }
-      running.add(task);
-      void task.finally(() => {
-        running.delete(task);
-        conn.end();
-      });
-    }
-    await Promise.all(running);
+    const loop = new RequestLoop({ operations, validator, clock, logger }, principal.userId, conn);
+    for await (const frame of requests) if (!loop.take(frame)) break;
+    await loop.settled();
     conn.close();
-  }
-
-  async function answer(principal: Principal, request: ConnectRequest, conn: Connection): Promise<void> {
-    const { userId } = principal;
-    let frame: ConnectResponse["frame"];
-    try {
-      switch (request.frame.case) {
-        case "send":
-          frame = { case: "send", value: await operations.send(userId, request.frame.value, conn.connectionId) };
-          break;
-        case "sync":
-          frame = { case: "sync", value: await operations.sync(userId, request.frame.value) };
-          break;
-        case "fetchRange":
-          frame = { case: "fetchRange", value: await operations.fetchRange(userId, request.frame.value) };
-          break;
-        case "markRead":
-          frame = { case: "markRead", value: await operations.markRead(userId, request.frame.value, conn.connectionId) };
-          break;
-        default:
-          return;
-      }
-    } catch (error) {
-      const connectError = toConnectError(error);
-      if (connectError.cause !== undefined) logger.warn({ err: connectError.cause, userId }, "request failed");
-      frame = { case: "error", value: toRequestError(connectError) };
-    }
-    conn.reply(create(ConnectResponseSchema, { requestId: request.requestId, frame }));
   }
 
   return {
     async *connect(requests, ctx) {
       const principal = await authenticate(ctx);
+      if (hub.connectionsOf(principal.userId) >= deps.connectionsPerUserMax) throw tooManyConnections(deps.connectionsPerUserMax);
       yield* hold(principal, bidiFrames, false, ctx, (conn) => readFrames(principal, requests, conn));
     },
     async *subscribe(_req, ctx) {
       const principal = await authenticate(ctx);
+      if (hub.connectionsOf(principal.userId) >= deps.connectionsPerUserMax) throw tooManyConnections(deps.connectionsPerUserMax);
       yield* hold(principal, subscribeFrames, true, ctx);
     },
     send: (req, ctx) => unary(SendRequestSchema, req, ctx, (userId) => operations.send(userId, req)),

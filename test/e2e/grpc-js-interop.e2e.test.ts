@@ -123,10 +123,11 @@ describe("interop with an @grpc/grpc-js client", () => {
     const status = new Promise<grpc.StatusObject>((resolve) => stream.on("status", resolve));
     stream.on("error", () => {});
     stream.write({});
-    const { code, details } = await status;
-    // As grpc-go does for a request it cannot unmarshal.
-    expect(code).toBe(grpc.status.INTERNAL);
-    expect(decodeURIComponent(details)).toContain("illegal tag");
+    const { code, details, metadata } = await status;
+    // Malformed input, with the typed detail every refusal carries.
+    expect(code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(decodeURIComponent(details)).toContain("could not be decoded");
+    expect((metadata.get("grpc-status-details-bin")[0] as Buffer | undefined)?.toString("latin1")).toContain("type.googleapis.com/im.v1.ErrorDetail");
     const last = frames[frames.length - 1]?.frame;
     expect(last?.case === "disconnect" && last.value.reason).toBe(DisconnectReason.PROTOCOL_ERROR);
     const garbageUnary = await new Promise<grpc.ServiceError | null>((resolve) =>

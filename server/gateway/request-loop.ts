@@ -1,0 +1,99 @@
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { ConnectRequestSchema, ConnectResponseSchema, PingResponseSchema, type ConnectRequest, type ConnectResponse } from "../../gen/im/v1/gateway_pb.js";
+import type { Clock } from "../core/clock.js";
+import type { Connection } from "./connection.js";
+import { toConnectError, toRequestError } from "./errors.js";
+import type { GatewayOperations } from "./gateway-operations.js";
+import type { RequestValidator } from "./request-validator.js";
+
+/** What answering the requests of long connections needs. */
+export interface RequestLoopDeps {
+  readonly operations: GatewayOperations;
+  readonly validator: RequestValidator;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+/**
+ * The requests of one long connection: each validated, answered in a frame with the same
+ * request_id, pings at once; sends applied in the order they were written (so a client's own
+ * messages keep their order in every conversation), everything else concurrently up to the
+ * connection's in-flight bound. Both the lean HTTP/2 path and connect-node's streams feed it.
+ */
+export class RequestLoop {
+  readonly #deps: RequestLoopDeps;
+  readonly #userId: string;
+  readonly #conn: Connection;
+  #sends: Promise<void> = Promise.resolve();
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(deps: RequestLoopDeps, userId: string, conn: Connection) {
+    this.#deps = deps;
+    this.#userId = userId;
+    this.#conn = conn;
+  }
+
+  /** Takes one request frame; false once the connection is ending (read nothing more). */
+  take(frame: ConnectRequest): boolean {
+    const { clock, validator } = this.#deps;
+    const conn = this.#conn;
+    conn.heard(clock.nowMs());
+    if (conn.ending) return false;
+    const invalid = validator.check(ConnectRequestSchema, frame);
+    if (invalid !== undefined) {
+      conn.reply(create(ConnectResponseSchema, { requestId: frame.requestId, frame: { case: "error", value: toRequestError(invalid) } }));
+      return true;
+    }
+    if (frame.frame.case === "ping") {
+      const pong = create(PingResponseSchema, { clientTimeMs: frame.frame.value.clientTimeMs, serverTimeMs: BigInt(clock.nowMs()) });
+      conn.reply(create(ConnectResponseSchema, { requestId: frame.requestId, frame: { case: "pong", value: pong } }));
+      return true;
+    }
+    if (!conn.begin()) return false;
+    let task: Promise<void>;
+    if (frame.frame.case === "send") task = this.#sends = this.#sends.then(() => this.#answer(frame));
+    else task = this.#answer(frame);
+    this.#running.add(task);
+    void task.finally(() => {
+      this.#running.delete(task);
+      conn.end();
+    });
+    return true;
+  }
+
+  /** Resolves once every request taken so far is answered. */
+  async settled(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all(this.#running);
+  }
+
+  async #answer(request: ConnectRequest): Promise<void> {
+    const { operations, logger } = this.#deps;
+    const userId = this.#userId;
+    const conn = this.#conn;
+    let frame: ConnectResponse["frame"];
+    try {
+      switch (request.frame.case) {
+        case "send":
+          frame = { case: "send", value: await operations.send(userId, request.frame.value, conn.connectionId) };
+          break;
+        case "sync":
+          frame = { case: "sync", value: await operations.sync(userId, request.frame.value) };
+          break;
+        case "fetchRange":
+          frame = { case: "fetchRange", value: await operations.fetchRange(userId, request.frame.value) };
+          break;
+        case "markRead":
+          frame = { case: "markRead", value: await operations.markRead(userId, request.frame.value, conn.connectionId) };
+          break;
+        default:
+          return;
+      }
+    } catch (error) {
+      const connectError = toConnectError(error);
+      if (connectError.cause !== undefined) logger.warn({ err: connectError.cause, userId }, "request failed");
+      frame = { case: "error", value: toRequestError(connectError) };
+    }
+    conn.reply(create(ConnectResponseSchema, { requestId: request.requestId, frame }));
+  }
+}
