@@ -187,7 +187,16 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   /** Sockets that have not started talking yet, oldest first (a Set keeps insertion order). */
   const handshaking = new Set<Handshake>();
   function started(socket: net.Socket | undefined): void {
-    const handshake = (socket as { [kHandshake]?: Handshake } | undefined)?.[kHandshake];
+    const tagged = socket as { [kHandshake]?: Handshake } | undefined;
+    const handshake = tagged?.[kHandshake];
+    if (handshake === undefined) return;
+    handshaking.delete(handshake);
+    tagged![kHandshake] = undefined;
+  }
+  const route = (socket: net.Socket, isH2: boolean) => (isH2 ? h2 : h1).emit("connection", socket);
+  function onSocketClose(this: net.Socket): void {
+    sockets.delete(this);
+    const handshake = (this as { [kHandshake]?: Handshake })[kHandshake];
     if (handshake !== undefined) handshaking.delete(handshake);
   }
   const tcp = net.createServer((socket) => {
@@ -195,11 +204,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     const handshake: Handshake = { socket, acceptedAtMs: clock.nowMs() };
     (socket as { [kHandshake]?: Handshake })[kHandshake] = handshake;
     handshaking.add(handshake);
-    socket.once("close", () => {
-      sockets.delete(socket);
-      handshaking.delete(handshake);
-    });
-    sniff(socket, (isH2) => (isH2 ? h2 : h1).emit("connection", socket));
+    socket.on("close", onSocketClose);
+    sniff(socket, route);
   });
   await new Promise<void>((resolve, reject) => {
     tcp.once("error", reject);
@@ -249,8 +255,12 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   };
 }
 
+function destroyOnError(this: net.Socket): void {
+  this.destroy();
+}
+
 /** Tells HTTP/2 prior-knowledge connections ("PRI * HTTP/2.0") from HTTP/1.1 by their first bytes. */
-function sniff(socket: net.Socket, route: (isH2: boolean) => void): void {
+function sniff(socket: net.Socket, route: (socket: net.Socket, isH2: boolean) => void): void {
   let seen = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
@@ -259,11 +269,11 @@ function sniff(socket: net.Socket, route: (isH2: boolean) => void): void {
     socket.pause();
     socket.unshift(seen);
     const isH2 = seen.subarray(0, H2_PREFACE_START.length).equals(H2_PREFACE_START);
-    route(isH2);
+    route(socket, isH2);
     // HTTP/2 reads what was unshifted with socket.read() on its own; HTTP/1.1 takes it as
     // 'data' events, which need the stream flowing again.
     if (!isH2) socket.resume();
   };
   socket.on("data", onData);
-  socket.on("error", () => socket.destroy());
+  socket.on("error", destroyOnError);
 }

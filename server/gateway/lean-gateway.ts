@@ -56,7 +56,7 @@ const noop = () => {};
  * Returns a stream handler: true when it took the stream, false to leave it to connect-node.
  */
 export function createLeanGateway(deps: LeanGatewayDeps): (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean {
-  const { verifier, hub, registry, clock, limits, logger } = deps;
+  const { verifier, hub, registry, clock, logger } = deps;
 
   async function open(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, pushOnly: boolean, compressed: boolean, authorization: string | null): Promise<void> {
     let principal;
@@ -71,92 +71,22 @@ export function createLeanGateway(deps: LeanGatewayDeps): (stream: http2.ServerH
       refuse(stream, protocol, tooManyConnections(deps.connectionsPerUserMax));
       return;
     }
-    // Released when this side ends the stream (a client that never half-closes after the
-    // final frame holds nothing of the server's but the stream itself) or when it closes.
-    const release = () => {
-      hub.detach(conn);
-      registry.delete(conn);
-    };
-    const sink = new StreamSink(stream, protocol, pushOnly ? "subscribe" : "connect", release);
-    const conn: Connection = new Connection(deps.nextConnectionId(), principal.userId, principal.expiresAtMs, clock.nowMs(), limits, sink, pushOnly);
-    registry.add(conn);
-    stream.once("close", () => conn.close());
-    sink.open();
-    const reader = pushOnly ? undefined : read(stream, conn, sink, principal.userId, compressed);
+    const lean = new LeanStream(deps, stream, protocol, pushOnly, compressed, principal.userId, principal.expiresAtMs);
+    registry.add(lean.conn);
+    lean.sink.open();
     if (pushOnly) stream.resume();
     try {
-      await hub.attach(conn);
+      await hub.attach(lean.conn);
     } catch (error) {
-      sink.error = toConnectError(error);
-      conn.close();
+      lean.sink.error = toConnectError(error);
+      lean.conn.close();
       return;
     }
-    if (conn.ending) return;
-    if (pushOnly) sink.heartbeat(clock.nowMs());
+    if (lean.conn.ending) return;
+    if (pushOnly) lean.sink.heartbeat(clock.nowMs());
     // Requests that arrived while the hub registered the connection are answered now: a sync
     // among them reads the store after every channel of the user delivers here.
-    reader?.start();
-  }
-
-  /** Reads a Connect stream's request messages into its request loop (held until start()). */
-  function read(stream: http2.ServerHttp2Stream, conn: Connection, sink: StreamSink, userId: string, compressed: boolean): { start(): void } {
-    const envelopes = new EnvelopeReader(deps.maxFrameBytes);
-    const loop = new RequestLoop(deps, userId, conn);
-    /** Messages that came before start(), or behind a compressed one being inflated. */
-    let held: { flags: number; data: Uint8Array }[] | undefined = [];
-    let chain: Promise<void> | undefined;
-    let ended = false;
-    const fail = (error: unknown) => {
-      const failure = toConnectError(error);
-      sink.error = failure;
-      conn.disconnect(DisconnectReason.PROTOCOL_ERROR, failure.rawMessage, 1000);
-    };
-    const take = (flags: number, data: Uint8Array) => {
-      if (conn.ending) return;
-      if (held !== undefined) {
-        // Bounded like requests in flight: a client may not pile up frames before it is registered.
-        if (held.length >= limits.inFlightMax) fail(new ConnectError(`more than ${limits.inFlightMax} requests before the connection was registered`, Code.ResourceExhausted));
-        else held.push({ flags, data: data.slice() });
-        return;
-      }
-      try {
-        const request = decodeRequest(flags, data, compressed, deps.maxFrameBytes);
-        if (request instanceof Promise) {
-          chain = (chain ?? Promise.resolve()).then(() => request).then((r) => void loop.take(r), fail);
-        } else if (chain !== undefined) {
-          chain = chain.then(() => void loop.take(request));
-        } else {
-          loop.take(request);
-        }
-      } catch (error) {
-        fail(error);
-      }
-    };
-    const finish = () => {
-      void (chain ?? Promise.resolve())
-        .then(() => loop.settled())
-        .then(() => conn.close());
-    };
-    stream.on("data", (chunk: Buffer) => {
-      try {
-        envelopes.push(chunk, take);
-      } catch (error) {
-        fail(error);
-      }
-    });
-    stream.once("end", () => {
-      ended = true;
-      if (envelopes.pendingBytes > 0) fail(new ConnectError("the request stream ended inside a message", Code.InvalidArgument));
-      else if (held === undefined) finish();
-    });
-    return {
-      start() {
-        const early = held ?? [];
-        held = undefined;
-        for (const m of early) take(m.flags, m.data);
-        if (ended) finish();
-      },
-    };
+    else lean.start();
   }
 
   return (stream, headers) => {
@@ -177,6 +107,133 @@ export function createLeanGateway(deps: LeanGatewayDeps): (stream: http2.ServerH
     });
     return true;
   };
+}
+
+/** The LeanStream of a stream, set on the stream so that one shared function serves each event of every stream. */
+const kLean = Symbol("lean");
+type Tagged = http2.ServerHttp2Stream & { [kLean]?: LeanStream };
+
+function onStreamData(this: Tagged, chunk: Buffer): void {
+  this[kLean]?.data(chunk);
+}
+
+function onStreamEnd(this: Tagged): void {
+  this[kLean]?.ended();
+}
+
+function onStreamClose(this: Tagged): void {
+  this[kLean]?.closed();
+}
+
+/**
+ * The server's side of one lean long connection: its Connection and StreamSink and, for
+ * `Connect`, the reading of request messages into the request loop. Reached from the
+ * stream's events through one shared listener per event, so a connection costs these few
+ * objects and no closures.
+ */
+class LeanStream {
+  readonly conn: Connection;
+  readonly sink: StreamSink;
+  readonly #deps: LeanGatewayDeps;
+  readonly #compressed: boolean;
+  #envelopes: EnvelopeReader | undefined;
+  #loop: RequestLoop | undefined;
+  /** Messages that came before start(), held (bounded) until the hub registered the connection. */
+  #held: { flags: number; data: Uint8Array }[] | undefined;
+  /** Set while a compressed message is being inflated: later messages wait behind it. */
+  #chain: Promise<void> | undefined;
+  #ended = false;
+
+  constructor(deps: LeanGatewayDeps, stream: http2.ServerHttp2Stream, protocol: LeanProtocol, pushOnly: boolean, compressed: boolean, userId: string, expiresAtMs: number) {
+    this.#deps = deps;
+    this.#compressed = compressed;
+    this.sink = new StreamSink(stream, protocol, pushOnly ? "subscribe" : "connect", this);
+    this.conn = new Connection(deps.nextConnectionId(), userId, expiresAtMs, deps.clock.nowMs(), deps.limits, this.sink, pushOnly);
+    (stream as Tagged)[kLean] = this;
+    stream.on("close", onStreamClose);
+    if (!pushOnly) {
+      this.#envelopes = new EnvelopeReader(deps.maxFrameBytes);
+      this.#held = [];
+      stream.on("data", onStreamData);
+      stream.on("end", onStreamEnd);
+    }
+  }
+
+  /**
+   * The stream was ended from this side: nothing more is pushed to it, and the user's
+   * connection count no longer includes it. It stays in the registry (which shutdown drains)
+   * until the stream closes, so its last frames are flushed before the socket ends.
+   */
+  released(): void {
+    this.#deps.hub.detach(this.conn);
+  }
+
+  /** The stream closed (both sides, or a reset). */
+  closed(): void {
+    this.conn.close();
+    this.#deps.registry.delete(this.conn);
+  }
+
+  /** The hub registered the connection: answer what was held, then read on. */
+  start(): void {
+    this.#loop = new RequestLoop(this.#deps, this.conn.userId, this.conn);
+    const early = this.#held ?? [];
+    this.#held = undefined;
+    for (const m of early) this.message(m.flags, m.data);
+    if (this.#ended) this.#finish();
+  }
+
+  data(chunk: Buffer): void {
+    try {
+      this.#envelopes?.push(chunk, this);
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  ended(): void {
+    this.#ended = true;
+    if ((this.#envelopes?.pendingBytes ?? 0) > 0) this.#fail(new ConnectError("the request stream ended inside a message", Code.InvalidArgument));
+    else if (this.#held === undefined) this.#finish();
+  }
+
+  /** One request message, from the envelope reader. */
+  message(flags: number, data: Uint8Array): void {
+    const conn = this.conn;
+    if (conn.ending) return;
+    if (this.#held !== undefined) {
+      // Bounded like requests in flight: a client may not pile up frames before it is registered.
+      const max = this.#deps.limits.inFlightMax;
+      if (this.#held.length >= max) this.#fail(new ConnectError(`more than ${max} requests before the connection was registered`, Code.ResourceExhausted));
+      else this.#held.push({ flags, data: data.slice() });
+      return;
+    }
+    const loop = this.#loop!;
+    try {
+      const request = decodeRequest(flags, data, this.#compressed, this.#deps.maxFrameBytes);
+      if (request instanceof Promise) {
+        this.#chain = (this.#chain ?? Promise.resolve()).then(() => request).then((r) => void loop.take(r), (e: unknown) => this.#fail(e));
+      } else if (this.#chain !== undefined) {
+        this.#chain = this.#chain.then(() => void loop.take(request));
+      } else {
+        loop.take(request);
+      }
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #finish(): void {
+    void (this.#chain ?? Promise.resolve())
+      .then(() => this.#loop?.settled())
+      .then(() => this.conn.close());
+  }
+
+  #fail(error: unknown): void {
+    const failure = toConnectError(error);
+    this.sink.error = failure;
+    this.conn.disconnect(DisconnectReason.PROTOCOL_ERROR, failure.rawMessage, 1000);
+  }
 }
 
 /** RESOURCE_EXHAUSTED for a user over its long-connection bound on this process. */

@@ -65,10 +65,10 @@ export class EnvelopeReader {
   }
 
   /**
-   * Feeds a chunk and calls `take` with each complete message; throws RESOURCE_EXHAUSTED for
-   * a message over the bound (the reader must not be used afterwards).
+   * Feeds a chunk and hands each complete message to `to.message`; throws RESOURCE_EXHAUSTED
+   * for a message over the bound (the reader must not be used afterwards).
    */
-  push(chunk: Uint8Array, take: (flags: number, data: Uint8Array) => void): void {
+  push(chunk: Uint8Array, to: { message(flags: number, data: Uint8Array): void }): void {
     let data = chunk;
     if (this.#buffer !== undefined) {
       const joined = new Uint8Array(this.#buffer.byteLength + chunk.byteLength);
@@ -85,7 +85,7 @@ export class EnvelopeReader {
         throw frameTooLarge(`a request message of ${length} bytes is over the limit of ${this.#maxBytes}`);
       }
       if (data.byteLength - at - ENVELOPE_HEADER_BYTES < length) break;
-      take(flags, data.subarray(at + ENVELOPE_HEADER_BYTES, at + ENVELOPE_HEADER_BYTES + length));
+      to.message(flags, data.subarray(at + ENVELOPE_HEADER_BYTES, at + ENVELOPE_HEADER_BYTES + length));
       at += ENVELOPE_HEADER_BYTES + length;
     }
     // Keep only the partial tail, copied, so a large chunk is not pinned by a few bytes.
@@ -171,6 +171,24 @@ export function refuse(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, 
 
 const noop = () => {};
 
+/** The StreamSink of a stream, for the shared listeners below. */
+const kSink = Symbol("sink");
+type Tagged = http2.ServerHttp2Stream & { [kSink]?: StreamSink };
+
+function onStreamDrain(this: Tagged): void {
+  this[kSink]?.drained();
+}
+
+function onWantTrailers(this: Tagged): void {
+  const sink = this[kSink];
+  if (sink !== undefined && !this.destroyed) this.sendTrailers(grpcTrailers(sink.error));
+}
+
+/** Told when a StreamSink's stream is ended from the server's side. */
+export interface StreamOwner {
+  released(): void;
+}
+
 /**
  * A FrameSink writing straight to an HTTP/2 stream: a publication's frame is the bytes the
  * Publication encoded once for every stream of its kind, an answer is encoded here. What
@@ -185,15 +203,16 @@ export class StreamSink implements FrameSink {
   #ended = false;
   /** The error the stream ends with (gRPC status or Connect end-of-stream error). */
   error: ConnectError | undefined;
-  /** Runs once when the stream is ended from this side (the connection is over for the server). */
-  readonly #onEnd: () => void;
+  /** Told once when the stream is ended from this side (the connection is over for the server). */
+  readonly #owner: StreamOwner;
 
-  constructor(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, kind: StreamKind, onEnd: () => void) {
+  constructor(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, kind: StreamKind, owner: StreamOwner) {
     this.#stream = stream;
     this.#protocol = protocol;
     this.#kind = kind;
-    this.#onEnd = onEnd;
-    stream.on("drain", () => (this.#waiting = 0));
+    this.#owner = owner;
+    (stream as Tagged)[kSink] = this;
+    stream.on("drain", onStreamDrain);
   }
 
   /** Sends the response headers; a gRPC stream asks for its trailers when it ends. */
@@ -201,12 +220,15 @@ export class StreamSink implements FrameSink {
     if (this.#stream.destroyed || this.#stream.headersSent) return;
     if (this.#protocol === "grpc") {
       this.#stream.respond(responseHeaders("grpc"), { waitForTrailers: true });
-      this.#stream.once("wantTrailers", () => {
-        if (!this.#stream.destroyed) this.#stream.sendTrailers(grpcTrailers(this.error));
-      });
+      this.#stream.on("wantTrailers", onWantTrailers);
     } else {
       this.#stream.respond(responseHeaders("connect"));
     }
+  }
+
+  /** The stream's buffer went below its high-water mark: nothing waits any more. */
+  drained(): void {
+    this.#waiting = 0;
   }
 
   push(publication: Publication): void {
@@ -224,7 +246,7 @@ export class StreamSink implements FrameSink {
   end(disconnect: Disconnect | undefined): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#onEnd();
+    this.#owner.released();
     const stream = this.#stream;
     if (stream.destroyed) return;
     if (!stream.headersSent) {

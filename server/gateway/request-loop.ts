@@ -25,8 +25,11 @@ export class RequestLoop {
   readonly #deps: RequestLoopDeps;
   readonly #userId: string;
   readonly #conn: Connection;
-  #sends: Promise<void> = Promise.resolve();
-  readonly #running = new Set<Promise<void>>();
+  /** The last send taken, which the next one waits for; undefined before the first. */
+  #sends: Promise<void> | undefined;
+  #running = 0;
+  /** Resolves settled() callers once nothing runs. */
+  #idle: (() => void)[] | undefined;
 
   constructor(deps: RequestLoopDeps, userId: string, conn: Connection) {
     this.#deps = deps;
@@ -52,19 +55,24 @@ export class RequestLoop {
     }
     if (!conn.begin()) return false;
     let task: Promise<void>;
-    if (frame.frame.case === "send") task = this.#sends = this.#sends.then(() => this.#answer(frame));
+    if (frame.frame.case === "send") task = this.#sends = (this.#sends ?? Promise.resolve()).then(() => this.#answer(frame));
     else task = this.#answer(frame);
-    this.#running.add(task);
+    this.#running++;
     void task.finally(() => {
-      this.#running.delete(task);
+      this.#running--;
       conn.end();
+      if (this.#running === 0 && this.#idle !== undefined) {
+        for (const resolve of this.#idle) resolve();
+        this.#idle = undefined;
+      }
     });
     return true;
   }
 
   /** Resolves once every request taken so far is answered. */
-  async settled(): Promise<void> {
-    while (this.#running.size > 0) await Promise.all(this.#running);
+  settled(): Promise<void> {
+    if (this.#running === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.#idle ??= []).push(resolve));
   }
 
   async #answer(request: ConnectRequest): Promise<void> {

@@ -31,8 +31,8 @@ export interface HubStats {
 interface UserEntry {
   readonly userId: string;
   readonly subscribers: Subscriber[];
-  /** The groups indexed for this user: exactly those whose channel delivers to it. */
-  readonly groups: Set<string>;
+  /** The groups indexed for this user: exactly those whose channel delivers to it (made on the first). */
+  groups: Set<string> | undefined;
   /** Resolves when the user's channels are subscribed and its groups indexed. */
   ready: Promise<void>;
   /** Membership changes that arrived while the groups were being read, applied after them in order. */
@@ -77,7 +77,7 @@ export class Hub {
   async attach(subscriber: Subscriber): Promise<void> {
     let entry = this.#users.get(subscriber.userId);
     if (entry === undefined) {
-      entry = { userId: subscriber.userId, subscribers: [], groups: new Set(), ready: Promise.resolve(), queued: [], gone: false };
+      entry = { userId: subscriber.userId, subscribers: [], groups: undefined, ready: Promise.resolve(), queued: [], gone: false };
       this.#users.set(subscriber.userId, entry);
       entry.ready = this.#load(entry);
     }
@@ -103,7 +103,7 @@ export class Hub {
     this.#users.delete(entry.userId);
     entry.gone = true;
     this.#broker.unsubscribe(userChannel(entry.userId));
-    for (const g of [...entry.groups]) this.#removeGroup(entry, g);
+    for (const g of [...(entry.groups ?? [])]) this.#removeGroup(entry, g);
   }
 
   /** Live connections of `userId` attached here. */
@@ -168,8 +168,8 @@ export class Hub {
   #addGroup(entry: UserEntry, g: string): Promise<void> | undefined {
     if (entry.gone) return undefined;
     const channel = groupChannel(g);
-    if (!entry.groups.has(g)) {
-      entry.groups.add(g);
+    if (entry.groups?.has(g) !== true) {
+      (entry.groups ??= new Set()).add(g);
       let members = this.#groups.get(g);
       if (members === undefined) {
         members = new Set();
@@ -182,7 +182,7 @@ export class Hub {
   }
 
   #removeGroup(entry: UserEntry, g: string): void {
-    if (!entry.groups.delete(g)) return;
+    if (entry.groups?.delete(g) !== true) return;
     const members = this.#groups.get(g);
     if (members === undefined) return;
     members.delete(entry);

@@ -1,0 +1,168 @@
+/**
+ * Idle long-connection benchmark: `npm run bench:idle [-- --connections 10000 --idle-s 60
+ * --ping-s 15 --workers 1 --clients 2]`. Opens N lean long connections (raw HTTP/2 gRPC
+ * streams from `clients` processes over four loopback source addresses), each of its own user,
+ * as fast as the server accepts them; then lets them idle while every client sends an HTTP/2
+ * PING every `ping-s` seconds (the keepalive gRPC clients use; the server's HTTP/2 stack
+ * answers it). Prints the accept rate, server RSS per connection after the ramp and after the
+ * idle period (over every server process), server CPU per heartbeat while idle, and the PING
+ * round trip (p50/p99). Figures, not a test.
+ */
+import { fork } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import * as hdr from "hdr-histogram-js";
+import { DEV_JWT_SECRET, mintToken } from "../server/gateway/auth.js";
+import { LeanConnection } from "../loadgen/lean-connection.js";
+import { fetchStats, startNodeProcess } from "../test/support/node-process.js";
+
+if (process.env.IDLE_BENCH_ROLE === "client") await client();
+else await coordinator();
+
+/** A client process: opens its connections (at most `parallel` opening at once), then pings them. */
+async function client(): Promise<void> {
+  const { url, tokens, pingS, parallel } = JSON.parse(await new Promise<string>((resolve) => process.once("message", (m: { args: string }) => resolve(m.args)))) as { url: string; tokens: string[]; pingS: number; parallel: number };
+  const connections: LeanConnection[] = [];
+  let closed = 0;
+  let failed = 0;
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < tokens.length) {
+        const i = next++;
+        try {
+          connections.push(await LeanConnection.open({ url, token: tokens[i]!, localAddress: `127.0.0.${2 + (i % 4)}`, events: { onClose: () => closed++ } }));
+        } catch {
+          failed++;
+        }
+      }
+    }),
+  );
+  process.send!({ type: "open", opened: connections.length, failed, ms: performance.now() - started });
+  let histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  let pings = 0;
+  let pingFailures = 0;
+  // Each connection pings every pingS seconds, spread evenly over the interval.
+  const perTick = (connections.length * 20) / (pingS * 1000);
+  let credit = 0;
+  let at = 0;
+  const timer = setInterval(() => {
+    credit += perTick;
+    for (; credit >= 1 && connections.length > 0; credit--) {
+      const c = connections[at++ % connections.length]!;
+      if (c.closed) continue;
+      pings++;
+      c.ping().then(
+        (ms) => histogram.recordValue(Math.max(1, Math.round(ms * 1000))),
+        () => pingFailures++,
+      );
+    }
+  }, 20);
+  process.on("message", (m: { type: string }) => {
+    if (m.type === "report") {
+      process.send!({ type: "report", pings, pingFailures, closed, histogram: hdr.encodeIntoCompressedBase64(histogram) });
+      histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+      pings = 0;
+      pingFailures = 0;
+    } else if (m.type === "stop") {
+      clearInterval(timer);
+      for (const c of connections) c.destroy();
+      setTimeout(() => process.exit(0), 200);
+    }
+  });
+}
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function rssBytes(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
+  return Number(line.replace(/\D+/g, "")) * 1024;
+}
+
+async function coordinator(): Promise<void> {
+  const { values: args } = parseArgs({
+    options: {
+      connections: { type: "string", default: "10000" },
+      "idle-s": { type: "string", default: "60" },
+      "ping-s": { type: "string", default: "15" },
+      workers: { type: "string", default: "1" },
+      clients: { type: "string", default: "2" },
+      parallel: { type: "string", default: "64" },
+    },
+  });
+  const n = Number(args.connections);
+  const workers = Number(args.workers);
+  const clients = Number(args.clients);
+  const pingS = Number(args["ping-s"]);
+  const idleS = Number(args["idle-s"]);
+  const run = Math.random().toString(36).slice(2, 8);
+  const dir = mkdtempSync(join(tmpdir(), "idle-bench-"));
+  const node = await startNodeProcess(["--workers", String(workers), "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal"], serverEnv());
+  const url = `http://127.0.0.1:${node.port}`;
+  const pids = new Set<number>();
+  for (let i = 0; i < 400 && pids.size < workers; i++) pids.add((await fetchStats(node.port)).pid);
+  process.stdout.write(
+    `idle benchmark: ${n} connections, ${workers} worker(s), ${clients} client processes, PING every ${pingS} s, ${idleS} s idle; ` +
+      `${cpus().length} x ${cpus()[0]?.model ?? "?"}, Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}\n`,
+  );
+  const tokens = await Promise.all(Array.from({ length: n }, (_, i) => mintToken(DEV_JWT_SECRET, `ib${run}-u${i}`)));
+  await new Promise((r) => setTimeout(r, 1000));
+  const rss = () => [...pids].reduce((s, p) => s + rssBytes(p), 0);
+  const cpu = () => [...pids].reduce((s, p) => s + cpuSeconds(p), 0);
+  const rss0 = rss();
+  const parallel = Math.max(1, Math.round(Number(args.parallel) / clients));
+  const children = Array.from({ length: clients }, (_, c) =>
+    fork(process.argv[1]!, [], {
+      execArgv: process.execArgv,
+      env: { ...process.env, IDLE_BENCH_ROLE: "client" },
+    }),
+  );
+  children.forEach((c, k) => c.send({ args: JSON.stringify({ url, tokens: tokens.filter((_, i) => i % clients === k), pingS, parallel }) }));
+  const cpuRamp0 = cpu();
+  const rampStart = performance.now();
+  const opened = await Promise.all(children.map((c) => new Promise<{ opened: number; failed: number; ms: number }>((resolve) => c.once("message", resolve))));
+  const rampMs = performance.now() - rampStart;
+  const cpuRamp = cpu() - cpuRamp0;
+  const live = opened.reduce((s, o) => s + o.opened, 0);
+  const failed = opened.reduce((s, o) => s + o.failed, 0);
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssRamp = rss();
+  const report = () =>
+    Promise.all(children.map((c) => new Promise<{ pings: number; pingFailures: number; closed: number; histogram: string }>((resolve) => {
+      c.once("message", resolve);
+      c.send({ type: "report" });
+    })));
+  await report();
+  const cpuIdle0 = cpu();
+  const idleStart = performance.now();
+  await new Promise((r) => setTimeout(r, idleS * 1000));
+  const idleCpu = cpu() - cpuIdle0;
+  const idleWall = (performance.now() - idleStart) / 1000;
+  const reports = await report();
+  const rssIdle = rss();
+  const merged = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  for (const r of reports) merged.add(hdr.decodeFromCompressedBase64(r.histogram));
+  const pings = reports.reduce((s, r) => s + r.pings, 0);
+  const kib = (bytes: number) => (bytes / live / 1024).toFixed(1);
+  process.stdout.write(
+    `\n| connections | accepted/s | server CPU per accept ms | KiB/conn after ramp | KiB/conn after idle | idle server cores | heartbeats/s | server CPU per heartbeat ms | PING p50 ms | PING p99 ms | failed | dropped |\n` +
+      `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n` +
+      `| ${live} | ${Math.round(live / (rampMs / 1000))} | ${((cpuRamp * 1000) / live).toFixed(3)} | ${kib(rssRamp - rss0)} | ${kib(rssIdle - rss0)} | ${(idleCpu / idleWall).toFixed(3)} | ${Math.round(pings / idleWall)} | ${((idleCpu * 1000) / Math.max(1, pings)).toFixed(3)} | ${(merged.getValueAtPercentile(50) / 1000).toFixed(2)} | ${(merged.getValueAtPercentile(99) / 1000).toFixed(2)} | ${failed} | ${reports.reduce((s, r) => s + r.closed, 0)} |\n`,
+  );
+  for (const c of children) c.send({ type: "stop" });
+  node.kill("SIGTERM");
+  await node.exited;
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** The server's environment: NODE_OPTIONS from BENCH_SERVER_NODE_OPTIONS (e.g. "--cpu-prof"), for the server only. */
+function serverEnv(): NodeJS.ProcessEnv {
+  const options = process.env.BENCH_SERVER_NODE_OPTIONS;
+  return options === undefined ? {} : { NODE_OPTIONS: options };
+}
