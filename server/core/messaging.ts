@@ -296,8 +296,16 @@ export class Messaging {
     return this.#memberConversation(userId, conversationId);
   }
 
+  /**
+   * The conversation, if `userId` is a member. A direct id names its two participants, and
+   * anyone can build one: a caller who is neither gets NOT_MEMBER before the store is asked, so
+   * the answer is the same whether the two ever talked. Group ids are random, so an unknown
+   * group is NOT_FOUND.
+   */
   async #memberConversation(userId: string, conversationId: string): Promise<Result<ConversationRecord>> {
     const { store } = this.#deps;
+    const parsed = parseConversationId(conversationId);
+    if (parsed?.kind === "direct" && userId !== parsed.userA && userId !== parsed.userB) return notMember(conversationId);
     const conversation = await store.getConversation(conversationId);
     if (conversation === undefined) {
       return fail("conversation_not_found", `conversation ${JSON.stringify(conversationId)} does not exist`);
@@ -306,9 +314,13 @@ export class Messaging {
     return ok(conversation);
   }
 
+  /** The group, if `userId` is a member; a direct conversation's members never change. */
   async #memberGroup(userId: string, conversationId: string): Promise<Result<ConversationRecord>> {
-    if (parseConversationId(conversationId)?.kind !== "group") {
-      return fail("failed_precondition", `${JSON.stringify(conversationId)} is not a group`);
+    if (parseConversationId(conversationId)?.kind === "direct") {
+      return fail(
+        "failed_precondition",
+        `conversation ${JSON.stringify(conversationId)} is a direct conversation: its members are its two participants; members are added to and removed from groups only`,
+      );
     }
     return this.#memberConversation(userId, conversationId);
   }

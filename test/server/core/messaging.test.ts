@@ -346,6 +346,8 @@ describe("Messaging", () => {
       { user: "bob", conversationId: "d:alice:bob", afterSeq: 4, upToSeq: 2, reason: "invalid_argument" },
       { user: "carol", conversationId: "d:alice:bob", afterSeq: 0, upToSeq: 0, reason: "not_member" },
       { user: "bob", conversationId: "g:unknown", afterSeq: 0, upToSeq: 0, reason: "conversation_not_found" },
+      { user: "carol", conversationId: "d:alice:dave", afterSeq: 0, upToSeq: 0, reason: "not_member" },
+      { user: "alice", conversationId: "d:alice:dave", afterSeq: 0, upToSeq: 0, reason: "conversation_not_found" },
     ])("refuses ($afterSeq, $upToSeq] of $conversationId by $user with $reason", async ({ user, conversationId, afterSeq, upToSeq, reason }) => {
       const t = await sixMessages();
       expect(outcome(await t.messaging.fetchRange(user, { conversationId, afterSeq, upToSeq, limit: 0 }))).toBe(reason);
@@ -374,6 +376,8 @@ describe("Messaging", () => {
       { user: "carol", id: "d:alice:bob", reason: "not_member" },
       { user: "carol", id: "GROUP", reason: "not_member" },
       { user: "alice", id: "g:unknown", reason: "conversation_not_found" },
+      { user: "carol", id: "d:alice:dave", reason: "not_member" },
+      { user: "alice", id: "d:alice:dave", reason: "conversation_not_found" },
     ])("refuses $user on $id with $reason", async ({ user, id, reason }) => {
       const t = setup();
       await t.send("alice", { toUserId: "bob" });
