@@ -4,6 +4,7 @@ import { codeToHttpStatus, endStreamFlag, endStreamFromJson, endStreamToJson, er
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { withErrorDetail } from "./errors.js";
+import { encodeGrpcMessage } from "./grpc-message.js";
 
 /**
  * Registers `routes` and wraps every handler so that what connect-es writes on its own
@@ -17,9 +18,7 @@ import { withErrorDetail } from "./errors.js";
  *   the implementation sees those errors: they exist only in the response, which is where
  *   they are rewritten, with connect-es's own encoders. This server's own refusals already
  *   carry a detail and pass untouched.
- * - grpc-message is percent-encoded as the gRPC spec says (only bytes outside 0x20-0x7E, and
- *   "%"). connect-es uses encodeURIComponent, which also encodes ":" or "/"; @grpc/grpc-js
- *   decodes with decodeURI, which leaves those escaped, so its users read "d%3Aalice%3Abob".
+ * - grpc-message is percent-encoded as the gRPC spec says (see encodeGrpcMessage).
  */
 export function withProtocolErrorDetails(routes: (router: ConnectRouter) => void): (router: ConnectRouter) => void {
   return (router) => {
@@ -128,15 +127,4 @@ function decodeGrpcMessage(value: string): string {
   } catch {
     return value;
   }
-}
-
-const UTF8 = new TextEncoder();
-
-/** Percent-encoding as the gRPC spec defines it for grpc-message. */
-export function encodeGrpcMessage(message: string): string {
-  let out = "";
-  for (const byte of UTF8.encode(message)) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
 }
