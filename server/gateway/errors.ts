@@ -44,6 +44,8 @@ const PROTOCOL_REASONS: Partial<Record<Code, ErrorReason>> = {
 
 /** connect-es's message for a request it could not decode (protocol/serialization.ts). */
 const UNDECODABLE_PREFIX = "parse binary: ";
+/** connect-es's message for a message over readMaxBytes (protocol/limit-io.ts); the size only when known. */
+const OVER_LIMIT = /^message size (?:(\d+) )?is larger than configured readMaxBytes (\d+)$/;
 
 /**
  * A refusal as this server documents it: with an ErrorDetail, and INVALID_ARGUMENT for a
@@ -56,9 +58,13 @@ const UNDECODABLE_PREFIX = "parse binary: ";
 export function withErrorDetail(error: ConnectError, requestType?: string): ConnectError {
   if (error.findDetails(ErrorDetailSchema).length > 0) return error;
   let { code, rawMessage: message } = error;
+  // Worded as the long connection's own reader words them (lean-stream.ts).
+  const over = code === Code.ResourceExhausted ? OVER_LIMIT.exec(message) : null;
   if (code === Code.Internal && message.startsWith(UNDECODABLE_PREFIX)) {
     code = Code.InvalidArgument;
-    message = `the request is not a valid ${requestType ?? "protobuf message"}: ${message.slice(UNDECODABLE_PREFIX.length)}`;
+    message = `a request message could not be decoded as ${requestType ?? "the request type"}: ${message.slice(UNDECODABLE_PREFIX.length)}`;
+  } else if (over !== null) {
+    message = `a request message ${over[1] === undefined ? "" : `of ${over[1]} bytes `}is over the limit of ${over[2]}`;
   }
   const reason = PROTOCOL_REASONS[code] ?? ErrorReason.UNSPECIFIED;
   const mapped = new ConnectError(message, code, error.metadata, [{ desc: ErrorDetailSchema, value: detail(reason, false) }], error.cause ?? error);

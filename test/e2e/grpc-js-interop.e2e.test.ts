@@ -54,7 +54,7 @@ describe("interop with an @grpc/grpc-js client", () => {
   it("ends a long connection that sends an undecodable frame: PROTOCOL_ERROR, then INVALID_ARGUMENT with an ErrorDetail", async () => {
     // Field 1 with wire type 7, which does not exist: no protobuf parser accepts it.
     const end = await badLongConnection(() => Buffer.from([0x0f, 0x01]));
-    const message = "the request is not a valid protobuf message: illegal tag: field no 1 wire type 7";
+    const message = "a request message could not be decoded as im.v1.ConnectRequest: illegal tag: field no 1 wire type 7";
     expect(end.last?.case === "disconnect" && end.last.value).toMatchObject({ reason: DisconnectReason.PROTOCOL_ERROR, message });
     expect(end.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(end.details).toBe(message);
@@ -65,7 +65,7 @@ describe("interop with an @grpc/grpc-js client", () => {
     const frame = create(ConnectRequestSchema, { requestId: 1n, frame: { case: "send", value: { target: { case: "toUserId", value: "bob" }, clientMsgId: "f", body: { contentType: "t", data: new Uint8Array(5000) } } } });
     const size = toBinary(ConnectRequestSchema, frame).byteLength;
     const end = await badLongConnection(() => Buffer.from(toBinary(ConnectRequestSchema, frame)));
-    const message = `message size ${size} is larger than configured readMaxBytes 4096`;
+    const message = `a request message of ${size} bytes is over the limit of 4096`;
     expect(end.last?.case === "disconnect" && end.last.value).toMatchObject({ reason: DisconnectReason.PROTOCOL_ERROR, message });
     expect(end.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(end.status).toEqual({ code: 8, message, details: [{ "@type": "type.googleapis.com/im.v1.ErrorDetail", reason: "ERROR_REASON_LIMIT_EXCEEDED" }] });

@@ -98,12 +98,12 @@ export const EXPECTED_ERRORS: Readonly<Record<string, ExpectedError>> = {
   body_over_limit: { code: 3, message: `message body is ${BODY_OVER_LIMIT} bytes; the limit is 1024`, reason: "BODY_TOO_LARGE" },
   frame_over_limit: {
     code: 8,
-    message: `message size ${OVER_FRAME_REQUEST_BYTES} is larger than configured readMaxBytes 4096`,
+    message: `a request message of ${OVER_FRAME_REQUEST_BYTES} bytes is over the limit of 4096`,
     // A Connect unary body over HTTP/2 has no content-length: the server stops reading at the limit.
-    messageBy: { connect: "message size is larger than configured readMaxBytes 4096" },
+    messageBy: { connect: "a request message is over the limit of 4096" },
     reason: "LIMIT_EXCEEDED",
   },
-  undecodable_request: { code: 3, message: "the request is not a valid im.v1.SyncRequest: illegal tag: field no 1 wire type 7", reason: "INVALID_ARGUMENT" },
+  undecodable_request: { code: 3, message: "a request message could not be decoded as im.v1.SyncRequest: illegal tag: field no 1 wire type 7", reason: "INVALID_ARGUMENT" },
   no_token: { code: 16, message: "missing authorization header (expected: Bearer <JWT>)", reason: "UNAUTHENTICATED" },
 };
 
