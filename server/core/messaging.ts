@@ -52,11 +52,18 @@ export interface SyncOutcome {
   readonly hasMoreSessions: boolean;
 }
 
+/**
+ * A seq as a client sent it (uint64 on the wire): a number when it is a safe integer, else the
+ * exact bigint. The core never assigns a seq above 2^53 - 1, so a bigint always lies beyond the
+ * head; it stays exact so that the refusal quotes what the client sent.
+ */
+export type RequestedSeq = number | bigint;
+
 /** A range fetch: messages with afterSeq < seq <= upToSeq (0: to the newest). */
 export interface FetchCommand {
   readonly conversationId: string;
-  readonly afterSeq: number;
-  readonly upToSeq: number;
+  readonly afterSeq: RequestedSeq;
+  readonly upToSeq: RequestedSeq;
   readonly limit: number;
 }
 
@@ -171,16 +178,20 @@ export class Messaging {
     const conversation = await this.#memberConversation(userId, command.conversationId);
     if (!conversation.ok) return conversation;
     const { lastSeq } = conversation.value;
-    if (command.upToSeq !== 0 && command.upToSeq < command.afterSeq) {
-      return fail("invalid_argument", `up_to_seq ${command.upToSeq} is below after_seq ${command.afterSeq}`);
+    // Comparisons of a bigint with a number are exact in JavaScript, so a seq beyond 2^53 is
+    // refused as precisely as a small one.
+    const { afterSeq, upToSeq } = command;
+    if (upToSeq > 0 && upToSeq < afterSeq) {
+      return fail("invalid_argument", `up_to_seq ${upToSeq} is below after_seq ${afterSeq}`);
     }
-    if (command.afterSeq > lastSeq || command.upToSeq > lastSeq) {
-      const beyond = Math.max(command.afterSeq, command.upToSeq);
-      return fail("out_of_range", `seq ${beyond} is beyond the conversation's last seq ${lastSeq}`);
+    const highest = upToSeq > afterSeq ? upToSeq : afterSeq;
+    if (highest > lastSeq) {
+      return fail("out_of_range", `seq ${highest} is beyond the conversation's last seq ${lastSeq}`);
     }
     const limit = clampPage(command.limit, limits.fetchDefault, limits.fetchMax);
-    const upTo = command.upToSeq === 0 ? undefined : command.upToSeq;
-    const messages = await store.readRange(command.conversationId, command.afterSeq, upTo, limit + 1);
+    // Both are at most lastSeq now, so safe integers.
+    const upTo = upToSeq > 0 ? Number(upToSeq) : undefined;
+    const messages = await store.readRange(command.conversationId, Number(afterSeq), upTo, limit + 1);
     const hasMore = messages.length > limit;
     if (hasMore) messages.length = limit;
     return ok({ messages, lastSeq, hasMore });
@@ -190,13 +201,13 @@ export class Messaging {
    * Moves the user's read position forward and tells the user's other connections. Returns
    * the effective position (read positions never move back).
    */
-  async markRead(userId: string, conversationId: string, readSeq: number, originConnectionId?: string): Promise<Result<number>> {
+  async markRead(userId: string, conversationId: string, readSeq: RequestedSeq, originConnectionId?: string): Promise<Result<number>> {
     const conversation = await this.#memberConversation(userId, conversationId);
     if (!conversation.ok) return conversation;
     if (readSeq > conversation.value.lastSeq) {
       return fail("out_of_range", `read_seq ${readSeq} is beyond the conversation's last seq ${conversation.value.lastSeq}`);
     }
-    const effective = await this.#deps.store.markRead(userId, conversationId, readSeq);
+    const effective = await this.#deps.store.markRead(userId, conversationId, Number(readSeq));
     this.#deps.events.readMoved(userId, conversationId, effective, originConnectionId);
     return ok(effective);
   }
@@ -296,8 +307,16 @@ export class Messaging {
     return this.#memberConversation(userId, conversationId);
   }
 
+  /**
+   * The conversation, if `userId` is a member. A direct id names its two participants, and
+   * anyone can build one: a caller who is neither gets NOT_MEMBER before the store is asked, so
+   * the answer is the same whether the two ever talked. Group ids are random, so an unknown
+   * group is NOT_FOUND.
+   */
   async #memberConversation(userId: string, conversationId: string): Promise<Result<ConversationRecord>> {
     const { store } = this.#deps;
+    const parsed = parseConversationId(conversationId);
+    if (parsed?.kind === "direct" && userId !== parsed.userA && userId !== parsed.userB) return notMember(conversationId);
     const conversation = await store.getConversation(conversationId);
     if (conversation === undefined) {
       return fail("conversation_not_found", `conversation ${JSON.stringify(conversationId)} does not exist`);
@@ -306,9 +325,13 @@ export class Messaging {
     return ok(conversation);
   }
 
+  /** The group, if `userId` is a member; a direct conversation's members never change. */
   async #memberGroup(userId: string, conversationId: string): Promise<Result<ConversationRecord>> {
-    if (parseConversationId(conversationId)?.kind !== "group") {
-      return fail("failed_precondition", `${JSON.stringify(conversationId)} is not a group`);
+    if (parseConversationId(conversationId)?.kind === "direct") {
+      return fail(
+        "failed_precondition",
+        `conversation ${JSON.stringify(conversationId)} is a direct conversation: its members are its two participants; members are added to and removed from groups only`,
+      );
     }
     return this.#memberConversation(userId, conversationId);
   }

@@ -10,7 +10,7 @@ import {
   type Session,
 } from "../../gen/im/v1/message_pb.js";
 import { SendResponseSchema, SessionUpdateSchema, type SendResponse, type SessionUpdate } from "../../gen/im/v1/gateway_pb.js";
-import type { SendOutcome, SessionUpdate as CoreSessionUpdate } from "../core/messaging.js";
+import type { RequestedSeq, SendOutcome, SessionUpdate as CoreSessionUpdate } from "../core/messaging.js";
 import type { ConversationKind as CoreKind, ConversationRecord, SessionEntry, StoredMessage } from "../core/model.js";
 
 /** Domain message -> wire message. */
@@ -81,9 +81,20 @@ export function toWireSessionUpdate(u: CoreSessionUpdate): SessionUpdate {
 }
 
 /**
- * A wire seq (uint64) as a JS number. Seqs above 2^53 cannot come from this server; a client
- * that sends one gets INVALID_ARGUMENT through the caller's check of the returned undefined.
+ * A requested seq (uint64 on the wire) for the core: a number when it is a safe integer, else
+ * the exact bigint, which the core refuses as beyond the head quoting the value the client sent.
  */
-export function seqFromWire(value: bigint): number | undefined {
-  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : undefined;
+export function seqFromWire(value: bigint): RequestedSeq {
+  return value <= MAX_SAFE_SEQ ? Number(value) : value;
 }
+
+/**
+ * A sync cursor's seq (uint64 on the wire) for the core. The core only compares cursors with
+ * the heads it holds, all safe integers, and answers a cursor beyond the head with the truth;
+ * a seq above 2^53 - 1 lies beyond every head, and Infinity compares exactly as it would.
+ */
+export function cursorSeqFromWire(value: bigint): number {
+  return value <= MAX_SAFE_SEQ ? Number(value) : Number.POSITIVE_INFINITY;
+}
+
+const MAX_SAFE_SEQ = BigInt(Number.MAX_SAFE_INTEGER);

@@ -35,13 +35,51 @@ export function invalidArgument(message: string): ConnectError {
   ]);
 }
 
+/** ErrorDetail reasons for refusals raised by the protocol layer, by code. */
+const PROTOCOL_REASONS: Partial<Record<Code, ErrorReason>> = {
+  [Code.InvalidArgument]: ErrorReason.INVALID_ARGUMENT,
+  [Code.ResourceExhausted]: ErrorReason.LIMIT_EXCEEDED,
+  [Code.Internal]: ErrorReason.INTERNAL,
+};
+
+/** connect-es's message for a request it could not decode (protocol/serialization.ts). */
+const UNDECODABLE_PREFIX = "parse binary: ";
+/** connect-es's message for a message over readMaxBytes (protocol/limit-io.ts); the size only when known. */
+const OVER_LIMIT = /^message size (?:(\d+) )?is larger than configured readMaxBytes (\d+)$/;
+
+/**
+ * A refusal as this server documents it: with an ErrorDetail, and INVALID_ARGUMENT for a
+ * request that cannot be decoded. connect-es raises some refusals itself, before any handler
+ * runs and without details: a message over the read limit (RESOURCE_EXHAUSTED), and a message
+ * that is not valid protobuf, which it calls INTERNAL though the fault is the client's.
+ * `requestType` names the request message in the rewritten message. Errors that already carry
+ * an ErrorDetail are returned as they are.
+ */
+export function withErrorDetail(error: ConnectError, requestType?: string): ConnectError {
+  if (error.findDetails(ErrorDetailSchema).length > 0) return error;
+  let { code, rawMessage: message } = error;
+  // Worded as the long connection's own reader words them (lean-stream.ts).
+  const over = code === Code.ResourceExhausted ? OVER_LIMIT.exec(message) : null;
+  if (code === Code.Internal && message.startsWith(UNDECODABLE_PREFIX)) {
+    code = Code.InvalidArgument;
+    message = `a request message could not be decoded as ${requestType ?? "the request type"}: ${message.slice(UNDECODABLE_PREFIX.length)}`;
+  } else if (over !== null) {
+    message = `a request message ${over[1] === undefined ? "" : `of ${over[1]} bytes `}is over the limit of ${over[2]}`;
+  }
+  const reason = PROTOCOL_REASONS[code] ?? ErrorReason.UNSPECIFIED;
+  const mapped = new ConnectError(message, code, error.metadata, [{ desc: ErrorDetailSchema, value: detail(reason, false) }], error.cause ?? error);
+  mapped.details.push(...error.details);
+  return mapped;
+}
+
 /**
  * Anything thrown inside a handler, as the ConnectError the client sees. Store outages are
- * UNAVAILABLE and retryable; ConnectErrors pass through; everything else is INTERNAL with
- * the original kept in `cause` and no internals in the message.
+ * UNAVAILABLE and retryable; ConnectErrors pass through (given an ErrorDetail when the
+ * protocol layer raised them without one); everything else is INTERNAL with the original kept
+ * in `cause` and no internals in the message.
  */
 export function toConnectError(error: unknown): ConnectError {
-  if (error instanceof ConnectError) return error;
+  if (error instanceof ConnectError) return withErrorDetail(error);
   if (error instanceof StoreUnavailableError) {
     return new ConnectError("the message store is unavailable; retry with the same client_msg_id", Code.Unavailable, undefined, [
       { desc: ErrorDetailSchema, value: detail(ErrorReason.UNAVAILABLE, true, UNAVAILABLE_RETRY_MS) },

@@ -25,14 +25,8 @@ import {
 import { directConversationId, isUserId } from "../core/conversation-id.js";
 import type { Cursor, Messaging, SendTarget } from "../core/messaging.js";
 import { errorReply, replyError, type OwnerCalls, type OwnerSet } from "../route/owners.js";
-import { seqFromWire, toWireMessage, toWireSendResponse, toWireSessionUpdate } from "./codec.js";
+import { cursorSeqFromWire, seqFromWire, toWireMessage, toWireSendResponse, toWireSessionUpdate } from "./codec.js";
 import { invalidArgument, toConnectError, unwrap } from "./errors.js";
-
-function seq(value: bigint, field: string): number {
-  const n = seqFromWire(value);
-  if (n === undefined) throw invalidArgument(`${field} is out of range`);
-  return n;
-}
 
 /** Who owns which conversation, and how to reach the owner. */
 export interface Ownership {
@@ -128,8 +122,8 @@ export class GatewayOperations {
   async sync(userId: string, req: SyncRequest): Promise<SyncResponse> {
     const cursors: Cursor[] = req.cursors.map((c) => ({
       conversationId: c.conversationId,
-      lastSeq: seq(c.lastSeq, "cursors.last_seq"),
-      readSeq: seq(c.readSeq, "cursors.read_seq"),
+      lastSeq: cursorSeqFromWire(c.lastSeq),
+      readSeq: cursorSeqFromWire(c.readSeq),
     }));
     const outcome = unwrap(
       await this.#messaging.sync(userId, {
@@ -149,8 +143,8 @@ export class GatewayOperations {
     const outcome = unwrap(
       await this.#messaging.fetchRange(userId, {
         conversationId: req.conversationId,
-        afterSeq: seq(req.afterSeq, "after_seq"),
-        upToSeq: seq(req.upToSeq, "up_to_seq"),
+        afterSeq: seqFromWire(req.afterSeq),
+        upToSeq: seqFromWire(req.upToSeq),
         limit: req.limit,
       }),
     );
@@ -162,7 +156,7 @@ export class GatewayOperations {
   }
 
   async markRead(userId: string, req: MarkReadRequest, originConnectionId?: string): Promise<MarkReadResponse> {
-    const readSeq = unwrap(await this.#messaging.markRead(userId, req.conversationId, seq(req.readSeq, "read_seq"), originConnectionId));
+    const readSeq = unwrap(await this.#messaging.markRead(userId, req.conversationId, seqFromWire(req.readSeq), originConnectionId));
     return create(MarkReadResponseSchema, { conversationId: req.conversationId, readSeq: BigInt(readSeq) });
   }
 }

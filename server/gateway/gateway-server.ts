@@ -14,6 +14,7 @@ import type { ConnectionLimits } from "./connection.js";
 import { createConversationService } from "./conversation-service.js";
 import { GatewayOperations, type Ownership } from "./gateway-operations.js";
 import { createGatewayService, type ConnectionRegistry } from "./gateway-service.js";
+import { withProtocolErrorDetails } from "./protocol-errors.js";
 import { createRequestValidator } from "./request-validator.js";
 import { createLeanGateway } from "./lean-gateway.js";
 import { GatewayService } from "../../gen/im/v1/gateway_pb.js";
@@ -147,11 +148,11 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const conversations = createConversationService({ messaging, operations, verifier, validator, logger });
   const handler = connectNodeAdapter({
     readMaxBytes: options.maxFrameBytes,
-    routes(r) {
+    routes: withProtocolErrorDetails((r) => {
       r.service(GatewayService, gateway);
       r.service(ConversationService, conversations);
       options.extraRoutes?.(r);
-    },
+    }),
     fallback(req, res) {
       if (req.url === "/stats" && req.method === "GET") {
         const mem = process.memoryUsage();

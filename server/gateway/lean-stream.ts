@@ -3,6 +3,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { encodeGrpcMessage } from "./grpc-message.js";
 import { compressionGzip } from "@connectrpc/connect-node";
 import {
   ConnectRequestSchema,
@@ -146,7 +147,9 @@ export function responseHeaders(protocol: LeanProtocol): http2.OutgoingHttpHeade
 /** gRPC trailers for the end of a stream: status 0, or the error with its details. */
 export function grpcTrailers(error: ConnectError | undefined): http2.OutgoingHttpHeaders {
   const trailers: http2.OutgoingHttpHeaders = {};
-  setTrailerStatus(new Headers(), error).forEach((value, key) => (trailers[key] = value));
+  const headers = setTrailerStatus(new Headers(), error);
+  if (error !== undefined) headers.set("grpc-message", encodeGrpcMessage(error.rawMessage));
+  headers.forEach((value, key) => (trailers[key] = value));
   return trailers;
 }
 

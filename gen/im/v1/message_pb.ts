@@ -331,14 +331,16 @@ export enum ErrorReason {
   UNAUTHENTICATED = 2,
 
   /**
-   * PERMISSION_DENIED: the caller is not a member of the conversation.
+   * PERMISSION_DENIED: the caller is not a member of the conversation. A direct id that does
+   * not name the caller gets this whether or not the conversation exists.
    *
    * @generated from enum value: ERROR_REASON_NOT_MEMBER = 3;
    */
   NOT_MEMBER = 3,
 
   /**
-   * NOT_FOUND: the conversation does not exist.
+   * NOT_FOUND: the group does not exist, or the caller's own direct conversation has no message
+   * yet.
    *
    * @generated from enum value: ERROR_REASON_CONVERSATION_NOT_FOUND = 4;
    */
@@ -359,8 +361,8 @@ export enum ErrorReason {
   OUT_OF_RANGE = 6,
 
   /**
-   * FAILED_PRECONDITION: the operation is not valid for this conversation (e.g. adding members
-   * to a direct conversation), or the caller is not the group's owner.
+   * FAILED_PRECONDITION: the operation is not valid for this conversation (adding members to or
+   * removing them from a direct conversation).
    *
    * @generated from enum value: ERROR_REASON_FAILED_PRECONDITION = 7;
    */

@@ -346,9 +346,22 @@ describe("Messaging", () => {
       { user: "bob", conversationId: "d:alice:bob", afterSeq: 4, upToSeq: 2, reason: "invalid_argument" },
       { user: "carol", conversationId: "d:alice:bob", afterSeq: 0, upToSeq: 0, reason: "not_member" },
       { user: "bob", conversationId: "g:unknown", afterSeq: 0, upToSeq: 0, reason: "conversation_not_found" },
+      { user: "carol", conversationId: "d:alice:dave", afterSeq: 0, upToSeq: 0, reason: "not_member" },
+      { user: "alice", conversationId: "d:alice:dave", afterSeq: 0, upToSeq: 0, reason: "conversation_not_found" },
+      { user: "carol", conversationId: "d:alice:bob", afterSeq: 2n ** 64n - 1n, upToSeq: 0, reason: "not_member" },
     ])("refuses ($afterSeq, $upToSeq] of $conversationId by $user with $reason", async ({ user, conversationId, afterSeq, upToSeq, reason }) => {
       const t = await sixMessages();
       expect(outcome(await t.messaging.fetchRange(user, { conversationId, afterSeq, upToSeq, limit: 0 }))).toBe(reason);
+    });
+
+    it.each([
+      { afterSeq: 2n ** 53n + 1n, upToSeq: 0, quoted: "9007199254740993" },
+      { afterSeq: 0, upToSeq: 2n ** 64n - 1n, quoted: "18446744073709551615" },
+      { afterSeq: 3, upToSeq: 2n ** 53n, quoted: "9007199254740992" },
+    ])("answers a seq beyond 2^53 ($quoted) with out_of_range, quoting it exactly", async ({ afterSeq, upToSeq, quoted }) => {
+      const t = await sixMessages();
+      const result = await t.messaging.fetchRange("bob", { conversationId: "d:alice:bob", afterSeq, upToSeq, limit: 0 });
+      expect(result).toEqual({ ok: false, reason: "out_of_range", message: `seq ${quoted} is beyond the conversation's last seq 6` });
     });
   });
 
@@ -374,11 +387,23 @@ describe("Messaging", () => {
       { user: "carol", id: "d:alice:bob", reason: "not_member" },
       { user: "carol", id: "GROUP", reason: "not_member" },
       { user: "alice", id: "g:unknown", reason: "conversation_not_found" },
+      { user: "carol", id: "d:alice:dave", reason: "not_member" },
+      { user: "alice", id: "d:alice:dave", reason: "conversation_not_found" },
     ])("refuses $user on $id with $reason", async ({ user, id, reason }) => {
       const t = setup();
       await t.send("alice", { toUserId: "bob" });
       const group = await t.group("alice", ["bob"]);
       expect(outcome(await t.messaging.markRead(user, id === "GROUP" ? group : id, 0))).toBe(reason);
+    });
+
+    it("answers a read_seq beyond 2^53 with out_of_range, quoting it exactly", async () => {
+      const t = setup();
+      await t.send("alice", { toUserId: "bob" });
+      expect(await t.messaging.markRead("alice", "d:alice:bob", 2n ** 53n + 1n)).toEqual({
+        ok: false,
+        reason: "out_of_range",
+        message: "read_seq 9007199254740993 is beyond the conversation's last seq 1",
+      });
     });
   });
 
