@@ -147,6 +147,10 @@ export class FaultyStore implements MessageStore {
     return this.#read(() => this.#backend.inner.readRange(conversationId, afterSeq, upToSeq, limit));
   }
 
+  listGroups(userId: string, limit: number): Promise<string[]> {
+    return this.#read(() => this.#backend.inner.listGroups(userId, limit));
+  }
+
   listSessions(userId: string, limit: number): Promise<SessionEntry[]> {
     return this.#read(() => this.#backend.inner.listSessions(userId, limit));
   }

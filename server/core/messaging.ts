@@ -283,8 +283,7 @@ export class Messaging {
   /** The ids of the groups `userId` belongs to (at most the session scan bound), for the hub's index. */
   async groupsOf(userId: string): Promise<string[]> {
     const { store, limits } = this.#deps;
-    const sessions = await store.listSessions(userId, limits.sessionsScanMax);
-    return sessions.filter((s) => s.kind === "group").map((s) => s.conversationId);
+    return store.listGroups(userId, limits.sessionsScanMax);
   }
 
   async #resolveSendTarget(userId: string, target: SendTarget): Promise<Result<ConversationRecord>> {

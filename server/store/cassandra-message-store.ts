@@ -203,6 +203,17 @@ export class CassandraMessageStore implements MessageStore {
     return messages;
   }
 
+  async listGroups(userId: string, limit: number): Promise<string[]> {
+    if (limit <= 0) return [];
+    const rows = await this.#session.readUpTo(this.#q.listUserRows, [userId], this.#sessionsReadMax);
+    const ids: string[] = [];
+    for (const row of rows) {
+      if (ids.length >= limit) break;
+      if (kindOf(row.get("kind")) === "group") ids.push(str(row.get("conversation_id")));
+    }
+    return ids;
+  }
+
   async listSessions(userId: string, limit: number): Promise<SessionEntry[]> {
     if (limit <= 0) return [];
     const rows = await this.#session.readUpTo(this.#q.listUserRows, [userId], this.#sessionsReadMax);

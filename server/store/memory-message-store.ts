@@ -166,6 +166,11 @@ export class MemoryMessageStore implements MessageStore {
     return out;
   }
 
+  async listGroups(userId: string, limit: number): Promise<string[]> {
+    this.#open();
+    return [...(this.#groupsOf.get(userId) ?? [])].slice(0, Math.max(0, limit));
+  }
+
   async listSessions(userId: string, limit: number): Promise<SessionEntry[]> {
     this.#open();
     const out: SessionEntry[] = [];

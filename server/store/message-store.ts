@@ -102,6 +102,13 @@ export interface MessageStore {
   listSessions(userId: string, limit: number): Promise<SessionEntry[]>;
 
   /**
+   * Up to `limit` ids of the groups `userId` is a member of, in no particular order: what a
+   * process's hub indexes when the user's first connection attaches, without reading the
+   * groups' records.
+   */
+  listGroups(userId: string, limit: number): Promise<string[]>;
+
+  /**
    * Moves the user's read position in a conversation to max(current, readSeq) and returns the
    * result. The caller checks membership and bounds.
    */

@@ -168,6 +168,10 @@ export class SqliteMessageStore implements MessageStore {
     return this.#read(() => this.#sql.listSessions.all(userId, userId, bound(limit)).map(toSession));
   }
 
+  async listGroups(userId: string, limit: number): Promise<string[]> {
+    return this.#read(() => this.#sql.listGroups.all(userId, bound(limit)).map((r) => str(r.conversation_id)));
+  }
+
   async markRead(userId: string, conversationId: string, readSeq: number): Promise<number> {
     return this.#transaction(() => {
       const sql = this.#sql;
@@ -310,6 +314,7 @@ function prepareStatements(db: DatabaseSync) {
        FROM members m JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?
        ORDER BY updated_at_ms DESC, id ASC LIMIT ?`,
     ),
+    listGroups: p("SELECT conversation_id FROM members WHERE user_id = ? LIMIT ?"),
     markDirectRead: p(
       "UPDATE direct_sessions SET read_seq = MAX(read_seq, ?) WHERE user_id = ? AND conversation_id = ? RETURNING read_seq",
     ),

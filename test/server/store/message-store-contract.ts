@@ -419,6 +419,24 @@ export function describeMessageStoreContract(
       });
     });
 
+    describe("listGroups()", () => {
+      it("lists exactly the groups the user belongs to now, never a direct conversation", async () => {
+        await store.ensureDirect(DIRECT, "alice", "bob", 1);
+        for (const g of ["g:a", "g:b", "g:c"]) await store.createGroup({ id: g, title: "", ownerId: "alice", createdAtMs: 2 }, ["alice", "bob"]);
+        await store.removeMembers("g:b", ["bob"]);
+        await store.addMembers("g:c", ["carol"], BIG, 3);
+        expect((await store.listGroups("alice", BIG)).sort()).toEqual(["g:a", "g:b", "g:c"]);
+        expect((await store.listGroups("bob", BIG)).sort()).toEqual(["g:a", "g:c"]);
+        expect(await store.listGroups("carol", BIG)).toEqual(["g:c"]);
+        expect(await store.listGroups("nobody", BIG)).toEqual([]);
+      });
+
+      it.each([0, 1, 2])("returns at most %i", async (limit) => {
+        for (const g of ["g:a", "g:b", "g:c"]) await store.createGroup({ id: g, title: "", ownerId: "alice", createdAtMs: 2 }, []);
+        expect(await store.listGroups("alice", limit)).toHaveLength(limit);
+      });
+    });
+
     describe("markRead()", () => {
       beforeEach(async () => {
         await seed();
