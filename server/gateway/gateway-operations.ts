@@ -54,29 +54,45 @@ export class GatewayOperations {
   }
 
   async send(userId: string, req: SendRequest, originConnectionId?: string): Promise<SendResponse> {
-    const owner = this.#remoteOwner(sendConversationId(userId, req));
-    if (owner === undefined) return this.#send(userId, req, originConnectionId);
-    const reply = await this.#ownership!.calls.call(owner, userId, originConnectionId ?? "", { case: "send", value: req });
-    return expect(reply, "send");
+    return this.#atOwner(sendConversationId(userId, req), userId, originConnectionId ?? "", { case: "send", value: req }, "send", () =>
+      this.#send(userId, req, originConnectionId),
+    );
   }
 
   async addMembers(userId: string, req: AddMembersRequest): Promise<AddMembersResponse> {
-    const owner = this.#remoteOwner(req.conversationId);
-    if (owner === undefined) return this.#addMembers(userId, req);
-    return expect(await this.#ownership!.calls.call(owner, userId, "", { case: "addMembers", value: req }), "addMembers");
+    return this.#atOwner(req.conversationId, userId, "", { case: "addMembers", value: req }, "addMembers", () => this.#addMembers(userId, req));
   }
 
   async removeMembers(userId: string, req: RemoveMembersRequest): Promise<RemoveMembersResponse> {
-    const owner = this.#remoteOwner(req.conversationId);
-    if (owner === undefined) return this.#removeMembers(userId, req);
-    return expect(await this.#ownership!.calls.call(owner, userId, "", { case: "removeMembers", value: req }), "removeMembers");
+    return this.#atOwner(req.conversationId, userId, "", { case: "removeMembers", value: req }, "removeMembers", () => this.#removeMembers(userId, req));
   }
 
-  /** The owner of `conversationId` when it is another process; undefined to run it here. */
-  #remoteOwner(conversationId: string | undefined): string | undefined {
-    if (this.#ownership === undefined || conversationId === undefined) return undefined;
-    const owner = this.#ownership.owners.ownerOf(conversationId);
-    return owner === this.#ownership.owners.self ? undefined : owner;
+  /**
+   * Runs `request` at the owner of `conversationId`: here when this process owns it (or the
+   * request names no valid conversation, which `here` refuses), else forwarded. An owner that
+   * cannot be reached (the broker is down, it does not answer) does not stop the request: it
+   * runs here instead. The store keeps it correct with two writers (SQLite's write lock,
+   * Cassandra's seq lease); only the one-place order of pushes is given up meanwhile.
+   */
+  async #atOwner<K extends keyof Answers>(
+    conversationId: string | undefined,
+    userId: string,
+    originConnectionId: string,
+    request: OwnerCall["request"],
+    kind: K,
+    here: () => Promise<Answers[K]>,
+  ): Promise<Answers[K]> {
+    const ownership = this.#ownership;
+    if (ownership === undefined || conversationId === undefined) return here();
+    const owner = ownership.owners.ownerOf(conversationId);
+    if (owner === ownership.owners.self || !ownership.calls.reachable(owner)) return here();
+    let reply: OwnerReply;
+    try {
+      reply = await ownership.calls.call(owner, userId, originConnectionId, request);
+    } catch {
+      return here();
+    }
+    return expect(reply, kind);
   }
 
   /** Carries out a call another process forwarded to this owner. */

@@ -78,6 +78,8 @@ export function rendezvousScore(member: string, key: string): number {
 
 /** Moves owner calls and replies between processes (the IPC relay, or Redis). */
 export interface OwnerTransport {
+  /** False while calls cannot leave this process (Redis down): owners are not reachable. */
+  available(): boolean;
   /** Sends encoded bytes to process `to`; best effort (a lost call times out). */
   send(to: string, kind: "call" | "reply", bytes: Uint8Array): void;
   /** Sets where calls and replies addressed to this process go. */
@@ -90,22 +92,27 @@ export interface OwnerCallsOptions {
   readonly timeoutMs?: number;
   /** Calls waiting for answers; beyond it new calls fail with UNAVAILABLE at once. Default 10 000. */
   readonly pendingMax?: number;
+  /** After a call to an owner timed out, it counts as unreachable for this long. Default 5000. */
+  readonly suspectMs?: number;
 }
 
 type Request = OwnerCall["request"];
 
 /**
  * Requests carried out by a conversation's owner process on behalf of the process that holds
- * the caller's connection: one hop there, one back. A call that gets no answer in time fails
- * with UNAVAILABLE and is retryable: the owner may or may not have done it, and every such
- * request is idempotent (a send keeps its client_msg_id). Deadlines are data, advanced by
- * `tick(now)`.
+ * the caller's connection: one hop there, one back. A call that gets no answer in time
+ * rejects with UNAVAILABLE: the owner may or may not have done it, and every such request is
+ * idempotent (a send keeps its client_msg_id), so the caller may carry it out itself; the
+ * owner then counts as unreachable for a while. Deadlines are data, advanced by `tick(now)`.
  */
 export class OwnerCalls {
   readonly #self: string;
   readonly #transport: OwnerTransport;
   readonly #timeoutMs: number;
   readonly #pendingMax: number;
+  readonly #suspectMs: number;
+  /** Owners whose last call timed out, until when they count as unreachable. */
+  readonly #suspects = new Map<string, number>();
   readonly #pending = new Map<bigint, { owner: string; resolve(reply: OwnerReply): void; reject(error: ConnectError): void; deadlineMs: number }>();
   #serve: (call: OwnerCall) => Promise<OwnerReply> = async (call) => errorReply(call.callId, new ConnectError("no owner here", Code.Unavailable));
   #nextId = 0n;
@@ -119,12 +126,23 @@ export class OwnerCalls {
     this.#transport = transport;
     this.#timeoutMs = options.timeoutMs ?? 5000;
     this.#pendingMax = options.pendingMax ?? 10_000;
+    this.#suspectMs = options.suspectMs ?? 5000;
     transport.onReceive((kind, bytes) => (kind === "call" ? this.#onCall(bytes) : this.#onReply(bytes)));
   }
 
   /** Sets what carries out calls addressed to this process. */
   serve(handler: (call: OwnerCall) => Promise<OwnerReply>): void {
     this.#serve = handler;
+  }
+
+  /** Whether a call to `owner` can be made now (the transport is up and the owner answered lately). */
+  reachable(owner: string): boolean {
+    if (!this.#transport.available()) return false;
+    const until = this.#suspects.get(owner);
+    if (until === undefined) return true;
+    if (this.#nowMs < until) return false;
+    this.#suspects.delete(owner);
+    return true;
   }
 
   /** Has process `owner` carry out `request` for `userId`; resolves with its reply. */
@@ -148,6 +166,7 @@ export class OwnerCalls {
       if (nowMs < pending.deadlineMs) continue;
       this.#pending.delete(id);
       this.#timedOut++;
+      this.#suspects.set(pending.owner, nowMs + this.#suspectMs);
       pending.reject(unavailable("the conversation's owner did not answer in time; retry (a send with the same client_msg_id)"));
     }
   }
@@ -180,6 +199,7 @@ export class OwnerCalls {
   }
 
   #onReply(bytes: Uint8Array): void {
+    // Any answer proves the link; the owner that sent it is reachable again (found below).
     let reply: OwnerReply;
     try {
       reply = fromBinary(OwnerReplySchema, bytes);
@@ -189,6 +209,7 @@ export class OwnerCalls {
     const pending = this.#pending.get(reply.callId);
     if (pending === undefined) return;
     this.#pending.delete(reply.callId);
+    this.#suspects.delete(pending.owner);
     pending.resolve(reply);
   }
 }

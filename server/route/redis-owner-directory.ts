@@ -14,7 +14,7 @@ redis.call('PEXPIRE', KEYS[1], ttl * 10)
 return redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE')`;
 
 interface DirectoryCommands {
-  imOwnersRefresh(numKeys: number, key: string, workerId: string, ttlMs: number): Promise<string[]>;
+  imOwnersRefresh(key: string, workerId: string, ttlMs: number): Promise<string[]>;
 }
 
 /**
@@ -33,6 +33,7 @@ export class RedisOwnerDirectory {
   readonly #logger: Logger;
   readonly #onChange: (left: readonly string[]) => void;
   #nextRefreshMs = 0;
+  #nowMs = 0;
   #refreshing = false;
   #closed = false;
 
@@ -49,6 +50,7 @@ export class RedisOwnerDirectory {
 
   /** Renews this worker's lease and reloads the set when due (every ttl/3). Call it from a tick. */
   tick(nowMs: number): void {
+    this.#nowMs = nowMs;
     if (this.#closed || this.#refreshing || nowMs < this.#nextRefreshMs) return;
     this.#refresh().catch(() => {});
   }
@@ -66,8 +68,8 @@ export class RedisOwnerDirectory {
   async #refresh(): Promise<void> {
     this.#refreshing = true;
     try {
-      const live = await this.#commands.imOwnersRefresh(1, this.#key, this.#owners.self, this.#ttlMs);
-      this.#nextRefreshMs = Date.now() + Math.max(1, Math.floor(this.#ttlMs / 3));
+      const live = await this.#commands.imOwnersRefresh(this.#key, this.#owners.self, this.#ttlMs);
+      this.#nextRefreshMs = this.#nowMs + Math.max(1, Math.floor(this.#ttlMs / 3));
       const before = this.#owners.members;
       if (this.#owners.update(live)) {
         const left = before.filter((m) => !this.#owners.members.includes(m));
@@ -76,8 +78,8 @@ export class RedisOwnerDirectory {
       }
     } catch (err) {
       // Redis is down: keep the last known set (sends still reach the store either way).
-      this.#nextRefreshMs = Date.now() + 200;
-      this.#logger.debug({ err }, "owner lease refresh failed");
+      this.#nextRefreshMs = this.#nowMs + 200;
+      this.#logger.warn({ err }, "owner lease refresh failed");
     } finally {
       this.#refreshing = false;
     }

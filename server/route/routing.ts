@@ -79,7 +79,7 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
     const redis = await openRedisBroker({ url: options.redisUrl, workerId, logger });
     broker = redis;
     kind = "redis";
-    calls = new OwnerCalls(workerId, directTransport(redis));
+    calls = new OwnerCalls(workerId, directTransport(redis, () => redis.available));
     directory = new RedisOwnerDirectory(redis.commands, owners, {
       ttlMs: options.presenceTtlMs,
       logger,
@@ -92,7 +92,7 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
     const ipc = new IpcBroker(relay.port);
     broker = ipc;
     kind = "ipc";
-    calls = new OwnerCalls(workerId, directTransport(ipc));
+    calls = new OwnerCalls(workerId, directTransport(ipc, () => true));
     ipc.onWorkers((workers) => {
       const before = owners.members;
       if (owners.update(workers)) {
@@ -103,7 +103,7 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
   } else {
     broker = new NoBroker();
     kind = "local";
-    calls = new OwnerCalls(workerId, { send: () => {}, onReceive: () => {} });
+    calls = new OwnerCalls(workerId, { available: () => false, send: () => {}, onReceive: () => {} });
   }
 
   const hub = new Hub({ broker, groupsOf: options.groupsOf });
@@ -134,8 +134,9 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
 }
 
 /** Owner calls as direct messages: one byte for the kind, then the encoded call or reply. */
-function directTransport(link: DirectLink): OwnerTransport {
+function directTransport(link: DirectLink, available: () => boolean): OwnerTransport {
   return {
+    available,
     send(to, kind, bytes) {
       const out = new Uint8Array(bytes.byteLength + 1);
       out[0] = kind === "call" ? 1 : 2;

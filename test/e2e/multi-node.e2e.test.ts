@@ -4,10 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ImClient } from "../../client/im-client.js";
-import { GatewayService } from "../../gen/im/v1/gateway_pb.js";
+import { GatewayService, type ConnectRequest } from "../../gen/im/v1/gateway_pb.js";
 import { directConversationId } from "../../server/core/conversation-id.js";
 import { DEV_JWT_SECRET, mintToken } from "../../server/gateway/auth.js";
 import { fetchStats, startNodeProcess, type NodeProcess } from "../support/node-process.js";
@@ -16,6 +17,12 @@ import { recordMessages, waitFor } from "../support/test-server.js";
 
 const sharedUrl = sharedRedisUrl();
 const PRESENCE_TTL_MS = 1500;
+
+/** SPUBLISH commands Redis has run so far (INFO commandstats). */
+async function spublishCalls(redis: Redis): Promise<number> {
+  const info = await redis.info("commandstats");
+  return Number(/cmdstat_spublish:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
 
 /** How many processes subscribe to a user's channel in Redis (the subscription is the presence). */
 async function userChannelSubscribers(redis: Redis, userId: string): Promise<number> {
@@ -135,6 +142,59 @@ describe.skipIf(sharedUrl === "")("two gateway nodes with Redis and a shared sto
     expect(log).toHaveLength(48);
     expect(log.slice(0, 8)).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((i) => `${i}:s${i}`));
     for (const c of everyone) expect(history(seen.get(c)!, group)).toEqual(log);
+  });
+});
+
+describe.skipIf(sharedUrl === "")("one group with members on two nodes", () => {
+  let nodes: Awaited<ReturnType<typeof startNodes>>;
+  beforeAll(async () => {
+    nodes = await startNodes(sharedUrl);
+  });
+  afterAll(async () => {
+    await nodes?.stop();
+  });
+
+  it("pushes its messages to every device in seq order while members on both nodes send at once, with O(1) Redis publishes per message", async () => {
+    const { a, b } = nodes;
+    const names = users("s0", "s1", "s2", "s3", "r0", "r1");
+    const senders = await Promise.all(names.slice(0, 4).map((u, i) => client(u, [i % 2 === 0 ? a : b])));
+    await waitFor(() => senders.every((c) => c.idle()), "senders live");
+    const { conversation } = await senders[0]!.conversations.createGroup({ title: "order", memberUserIds: names.slice(1) });
+    const group = conversation!.conversationId;
+    // Raw streams: the frames in the order the server pushed them, before any client reorders.
+    const raw = await Promise.all(
+      names.slice(4).map(async (u, i) => {
+        const gateway = createClient(GatewayService, transport(i === 0 ? a : b));
+        const abort = new AbortController();
+        const seqs: number[] = [];
+        const headers = { authorization: `Bearer ${await mintToken(DEV_JWT_SECRET, u)}` };
+        void (async () => {
+          for await (const response of gateway.connect(createWritableIterable<ConnectRequest>(), { headers, signal: abort.signal })) {
+            if (response.frame.case === "message" && response.frame.value.conversationId === group) seqs.push(Number(response.frame.value.seq));
+          }
+        })().catch(() => {});
+        return { seqs, stop: () => abort.abort() };
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    for (const node of [a, b]) await expect.poll(async () => (await fetchStats(node.port)).routing?.owners).toBe(2);
+    const redis = new Redis(sharedUrl);
+    const publishesBefore = await spublishCalls(redis);
+    const perSender = 50;
+    await Promise.all(senders.map((c, k) => Promise.all(Array.from({ length: perSender }, (_, i) => c.send({ conversationId: group, body: `${k}.${i}` })))));
+    const messages = senders.length * perSender;
+    await waitFor(() => raw.every((r) => r.seqs.length === messages), "every push at both receivers", 20_000);
+    for (const r of raw) {
+      r.stop();
+      expect(r.seqs).toEqual([...r.seqs].sort((x, y) => x - y));
+      expect(new Set(r.seqs).size).toBe(messages);
+    }
+    // One publication per message on the group's channel (plus the owner calls of sends made on
+    // the other node: one call and one reply each), whatever the member count.
+    const publishes = (await spublishCalls(redis)) - publishesBefore;
+    expect(publishes).toBeGreaterThanOrEqual(messages);
+    expect(publishes).toBeLessThanOrEqual(messages * 3);
+    redis.disconnect();
   });
 });
 

@@ -2,10 +2,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Transport } from "@connectrpc/connect";
+import { createClient, type Transport } from "@connectrpc/connect";
+import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ImClient } from "../../client/im-client.js";
-import { DisconnectReason, type Disconnect } from "../../gen/im/v1/gateway_pb.js";
+import { DisconnectReason, GatewayService, type ConnectRequest, type Disconnect } from "../../gen/im/v1/gateway_pb.js";
 import { directConversationId } from "../../server/core/conversation-id.js";
 import { DEV_JWT_SECRET, mintToken } from "../../server/gateway/auth.js";
 import { resolveWorkerCount } from "../../server/cluster.js";
@@ -125,6 +126,39 @@ describe("startCluster() through server/main.ts --workers 2", () => {
     const stats = await Promise.all([0, 1, 2, 3, 4, 5].map(() => fetchStats(node.port)));
     expect(stats.some((s) => Number(s.routing?.broker?.received) > 0)).toBe(true);
     expect(stats.every((s) => s.routing?.kind === "ipc")).toBe(true);
+  });
+
+  it("pushes a group's messages to every device in seq order while members on both workers send at once", async () => {
+    const [w0, w1] = workerPids(node) as [number, number];
+    const senders = await Promise.all(["s0", "s1", "s2", "s3"].map(async (u, i) => client(u, await transportOn(node.port, i % 2 === 0 ? w0 : w1))));
+    await waitFor(() => senders.every((c) => c.idle()), "senders live");
+    const { conversation } = await senders[0]!.conversations.createGroup({ title: "order", memberUserIds: ["s1", "s2", "s3", "r0", "r1"] });
+    const group = conversation!.conversationId;
+    // Raw streams: the frames in the order the server pushed them, before any client reorders.
+    const raw = await Promise.all(
+      ["r0", "r1"].map(async (u, i) => {
+        const gateway = createClient(GatewayService, await transportOn(node.port, i === 0 ? w0 : w1));
+        const abort = new AbortController();
+        const seqs: number[] = [];
+        const headers = { authorization: `Bearer ${await mintToken(DEV_JWT_SECRET, u)}` };
+        const requests = createWritableIterable<ConnectRequest>();
+        void (async () => {
+          for await (const response of gateway.connect(requests, { headers, signal: abort.signal })) {
+            if (response.frame.case === "message" && response.frame.value.conversationId === group) seqs.push(Number(response.frame.value.seq));
+          }
+        })().catch(() => {});
+        return { seqs, stop: () => abort.abort() };
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const perSender = 50;
+    await Promise.all(senders.map((c, k) => Promise.all(Array.from({ length: perSender }, (_, i) => c.send({ conversationId: group, body: `${k}.${i}` })))));
+    await waitFor(() => raw.every((r) => r.seqs.length === senders.length * perSender), "every push at both receivers", 20_000);
+    for (const r of raw) {
+      r.stop();
+      expect(r.seqs).toEqual([...r.seqs].sort((a, b) => a - b));
+      expect(new Set(r.seqs).size).toBe(r.seqs.length);
+    }
   });
 });
 

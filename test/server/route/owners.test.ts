@@ -50,6 +50,7 @@ function pair(): { a: OwnerCalls; b: OwnerCalls; cut(): void } {
   const handlers = new Map<string, (kind: "call" | "reply", bytes: Uint8Array) => void>();
   let cut = false;
   const transport = (self: string): OwnerTransport => ({
+    available: () => !cut,
     send: (to, kind, bytes) => void setImmediate(() => !cut && handlers.get(to)?.(kind, bytes.slice())),
     onReceive: (receive) => void handlers.set(self, receive),
   });
@@ -89,6 +90,32 @@ describe("OwnerCalls", () => {
     expect(error?.code).toBe(Code.Unavailable);
     expect(error?.findDetails(ErrorDetailSchema)[0]?.retryable).toBe(true);
     expect(a.stats()).toMatchObject({ pending: 0, timedOut: 1 });
+  });
+
+  it("counts an owner that timed out as unreachable for a while, and a cut transport as unreachable", async () => {
+    const handlers = new Map<string, (kind: "call" | "reply", bytes: Uint8Array) => void>();
+    let up = true;
+    let deliver = false;
+    const transport = (self: string): OwnerTransport => ({
+      available: () => up,
+      send: (to, kind, bytes) => void setImmediate(() => deliver && handlers.get(to)?.(kind, bytes.slice())),
+      onReceive: (receive) => void handlers.set(self, receive),
+    });
+    const a = new OwnerCalls("a", transport("a"), { timeoutMs: 100, suspectMs: 1000 });
+    const b = new OwnerCalls("b", transport("b"));
+    b.serve(async (call) => create(OwnerReplySchema, { callId: call.callId, result: { case: "send", value: {} } }));
+    a.tick(0);
+    expect(a.reachable("b")).toBe(true);
+    const lost = a.call("b", "ann", "", sendRequest);
+    a.tick(100);
+    await expect(lost).rejects.toMatchObject({ code: Code.Unavailable });
+    expect(a.reachable("b")).toBe(false);
+    a.tick(1100);
+    expect(a.reachable("b")).toBe(true);
+    deliver = true;
+    expect((await a.call("b", "ann", "", sendRequest)).result.case).toBe("send");
+    up = false;
+    expect(a.reachable("b")).toBe(false);
   });
 
   it("fails at once the calls waiting for an owner that left", async () => {
