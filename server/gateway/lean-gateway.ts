@@ -1,6 +1,8 @@
 import type http2 from "node:http2";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "pino";
 import { DisconnectReason } from "../../gen/im/v1/gateway_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/im/v1/message_pb.js";
@@ -16,6 +18,7 @@ import {
   decodeRequest,
   EnvelopeReader,
   leanProtocolOf,
+  malformed,
   refuse,
   requestEncoding,
   StreamSink,
@@ -58,7 +61,7 @@ const noop = () => {};
 export function createLeanGateway(deps: LeanGatewayDeps): (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean {
   const { verifier, hub, registry, clock, logger } = deps;
 
-  async function open(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, pushOnly: boolean, compressed: boolean, authorization: string | null): Promise<void> {
+  async function open(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, pushOnly: boolean, compressed: boolean, authorization: string | null, timeoutMs: number | undefined): Promise<void> {
     let principal;
     try {
       principal = await verifier.verify(authorization);
@@ -73,6 +76,7 @@ export function createLeanGateway(deps: LeanGatewayDeps): (stream: http2.ServerH
     }
     const lean = new LeanStream(deps, stream, protocol, pushOnly, compressed, principal.userId, principal.expiresAtMs);
     registry.add(lean.conn);
+    if (timeoutMs !== undefined) lean.deadlineIn(timeoutMs);
     lean.sink.open();
     if (pushOnly) stream.resume();
     try {
@@ -101,12 +105,25 @@ export function createLeanGateway(deps: LeanGatewayDeps): (stream: http2.ServerH
       return true;
     }
     const authorization = typeof headers.authorization === "string" ? headers.authorization : null;
-    open(stream, protocol, path === SUBSCRIBE_PATH, encoding === "gzip", authorization).catch((error: unknown) => {
+    const timeout = protocol === "grpc" ? parseGrpcTimeout(headerOf(headers, "grpc-timeout"), TIMEOUT_MAX_MS) : parseConnectTimeout(headerOf(headers, "connect-timeout-ms"), TIMEOUT_MAX_MS);
+    if (timeout.error !== undefined) {
+      refuse(stream, protocol, malformed(timeout.error.rawMessage));
+      return true;
+    }
+    open(stream, protocol, path === SUBSCRIBE_PATH, encoding === "gzip", authorization, timeout.timeoutMs).catch((error: unknown) => {
       logger.error({ err: error }, "long connection failed");
       if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
     });
     return true;
   };
+}
+
+/** The longest call deadline a client may ask for (a timer's range). */
+const TIMEOUT_MAX_MS = 2 ** 31 - 1;
+
+function headerOf(headers: http2.IncomingHttpHeaders, name: string): string | null {
+  const value = headers[name];
+  return typeof value === "string" ? value : null;
 }
 
 /** The LeanStream of a stream, set on the stream so that one shared function serves each event of every stream. */
@@ -143,6 +160,8 @@ class LeanStream {
   /** Set while a compressed message is being inflated: later messages wait behind it. */
   #chain: Promise<void> | undefined;
   #ended = false;
+  /** Set when the client gave the call a deadline (grpc-timeout, connect-timeout-ms). */
+  #deadline: NodeJS.Timeout | undefined;
 
   constructor(deps: LeanGatewayDeps, stream: http2.ServerHttp2Stream, protocol: LeanProtocol, pushOnly: boolean, compressed: boolean, userId: string, expiresAtMs: number) {
     this.#deps = deps;
@@ -168,8 +187,18 @@ class LeanStream {
     this.#deps.hub.detach(this.conn);
   }
 
+  /** Ends the call with DEADLINE_EXCEEDED after `timeoutMs`, as the client asked. */
+  deadlineIn(timeoutMs: number): void {
+    this.#deadline = setTimeout(() => {
+      this.sink.error = new ConnectError(`the call's deadline of ${timeoutMs} ms passed`, Code.DeadlineExceeded);
+      this.conn.close();
+    }, timeoutMs);
+    this.#deadline.unref();
+  }
+
   /** The stream closed (both sides, or a reset). */
   closed(): void {
+    clearTimeout(this.#deadline);
     this.conn.close();
     this.#deps.registry.delete(this.conn);
   }

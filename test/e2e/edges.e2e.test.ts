@@ -100,6 +100,23 @@ describe("the edge of the long-connection service", () => {
     s.close();
   });
 
+  it("ends a long connection at the deadline its client set, with DEADLINE_EXCEEDED, and refuses a malformed one", async () => {
+    t = await startTestServer();
+    const token = await t.token("alice");
+    const s = await session(t.port);
+    const timed = s.request({ ":method": "POST", ":path": "/im.v1.GatewayService/Connect", "content-type": "application/grpc", te: "trailers", "grpc-timeout": "300m", authorization: `Bearer ${token}` });
+    timed.resume();
+    const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => timed.on("trailers", resolve));
+    expect(trailers["grpc-status"]).toBe(String(Code.DeadlineExceeded));
+    const bad = openConnect(s, token);
+    bad.stream.close();
+    const malformedTimeout = s.request({ ":method": "POST", ":path": "/im.v1.GatewayService/Connect", "content-type": "application/grpc", te: "trailers", "grpc-timeout": "soon", authorization: `Bearer ${token}` });
+    malformedTimeout.resume();
+    const refused = await new Promise<http2.IncomingHttpHeaders>((resolve) => malformedTimeout.on("response", resolve));
+    expect(refused["grpc-status"]).toBe(String(Code.InvalidArgument));
+    s.close();
+  });
+
   it("keeps a client that sends no application heartbeat alive while its HTTP/2 stack answers the server's PINGs", async () => {
     t = await startTestServer(["--heartbeat-timeout-ms", "1200"]);
     const s = await session(t.port);
