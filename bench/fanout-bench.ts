@@ -9,7 +9,6 @@
  * deliveries missing at the end. Figures, not a test.
  */
 import { fork } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +21,7 @@ import { DEV_JWT_SECRET, mintToken } from "../server/gateway/auth.js";
 import { LeanConnection } from "../loadgen/lean-connection.js";
 import { decodeLoadBody, encodeLoadBody, LOADGEN_CONTENT_TYPE, wallClockMs } from "../loadgen/message-body.js";
 import { fetchStats, startNodeProcess } from "../test/support/node-process.js";
+import { cpuSeconds, serverEnv } from "./support/proc.js";
 
 const ROLE = process.env.FANOUT_BENCH_ROLE;
 
@@ -80,10 +80,6 @@ async function receiver(): Promise<void> {
 }
 
 /** CPU seconds (user + system) of a process so far, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 async function coordinator(): Promise<void> {
   const { values: args } = parseArgs({
@@ -178,8 +174,3 @@ async function coordinator(): Promise<void> {
   }
 }
 
-/** The server's environment: NODE_OPTIONS from BENCH_SERVER_NODE_OPTIONS (e.g. "--cpu-prof"), for the server only. */
-function serverEnv(): NodeJS.ProcessEnv {
-  const options = process.env.BENCH_SERVER_NODE_OPTIONS;
-  return options === undefined ? {} : { NODE_OPTIONS: options };
-}

@@ -9,7 +9,7 @@
  * round trip (p50/p99). Figures, not a test.
  */
 import { fork } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -17,6 +17,7 @@ import * as hdr from "hdr-histogram-js";
 import { DEV_JWT_SECRET, mintToken } from "../server/gateway/auth.js";
 import { LeanConnection } from "../loadgen/lean-connection.js";
 import { fetchStats, startNodeProcess } from "../test/support/node-process.js";
+import { cpuSeconds, rssBytes, serverEnv } from "./support/proc.js";
 
 if (process.env.IDLE_BENCH_ROLE === "client") await client();
 else await coordinator();
@@ -75,15 +76,7 @@ async function client(): Promise<void> {
   });
 }
 
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
-function rssBytes(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
-  return Number(line.replace(/\D+/g, "")) * 1024;
-}
 
 async function coordinator(): Promise<void> {
   const { values: args } = parseArgs({
@@ -161,8 +154,3 @@ async function coordinator(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** The server's environment: NODE_OPTIONS from BENCH_SERVER_NODE_OPTIONS (e.g. "--cpu-prof"), for the server only. */
-function serverEnv(): NodeJS.ProcessEnv {
-  const options = process.env.BENCH_SERVER_NODE_OPTIONS;
-  return options === undefined ? {} : { NODE_OPTIONS: options };
-}

@@ -2,6 +2,10 @@ import http2 from "node:http2";
 import net from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ConnectRequestSchema, type ConnectRequest } from "../gen/im/v1/gateway_pb.js";
+import { EnvelopeReader } from "../server/gateway/lean-stream.js";
+
+/** Largest response message the client accepts (a sync page can be large). */
+const FRAME_BYTES_MAX = 64 * 1024 * 1024;
 
 /** A message push as the lean client reads it, without decoding anything it does not need. */
 export interface LeanPush {
@@ -46,7 +50,7 @@ export class LeanConnection {
   readonly #session: http2.ClientHttp2Session;
   readonly #stream: http2.ClientHttp2Stream;
   readonly #events: LeanConnectionEvents;
-  #buffer: Uint8Array | undefined;
+  readonly #envelopes = new EnvelopeReader(FRAME_BYTES_MAX);
   #closed = false;
   #status = "";
   #statusMessage = "";
@@ -141,23 +145,12 @@ export class LeanConnection {
   }
 
   #onData(chunk: Buffer): void {
-    let data: Uint8Array = chunk;
-    if (this.#buffer !== undefined) {
-      const joined = new Uint8Array(this.#buffer.byteLength + chunk.byteLength);
-      joined.set(this.#buffer);
-      joined.set(chunk, this.#buffer.byteLength);
-      data = joined;
-      this.#buffer = undefined;
-    }
-    let at = 0;
-    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    while (data.byteLength - at >= 5) {
-      const length = view.getUint32(at + 1);
-      if (data.byteLength - at - 5 < length) break;
-      this.#onMessage(data.subarray(at + 5, at + 5 + length));
-      at += 5 + length;
-    }
-    if (at < data.byteLength) this.#buffer = data.slice(at);
+    this.#envelopes.push(chunk, this);
+  }
+
+  /** One enveloped message from the envelope reader. */
+  message(_flags: number, bytes: Uint8Array): void {
+    this.#onMessage(bytes);
   }
 
   /** One ConnectResponse: find its request id and frame field; parse a message push in place. */

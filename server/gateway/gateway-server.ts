@@ -120,31 +120,9 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const prefix = options.connectionIdPrefix ?? `c${process.pid}`;
   let connections = 0;
   const nextConnectionId = () => `${prefix}-${++connections}`;
-  const gateway = createGatewayService({
-    operations,
-    verifier,
-    validator,
-    hub,
-    registry,
-    clock,
-    limits,
-    logger,
-    nextConnectionId,
-    connectionsPerUserMax: edge.connectionsPerUserMax,
-  });
-  const lean = createLeanGateway({
-    operations,
-    verifier,
-    validator,
-    hub,
-    registry,
-    clock,
-    limits,
-    logger,
-    nextConnectionId,
-    maxFrameBytes: options.maxFrameBytes,
-    connectionsPerUserMax: edge.connectionsPerUserMax,
-  });
+  const longConnections = { operations, verifier, validator, hub, registry, clock, limits, logger, nextConnectionId, connectionsPerUserMax: edge.connectionsPerUserMax };
+  const gateway = createGatewayService(longConnections);
+  const lean = createLeanGateway({ ...longConnections, maxFrameBytes: options.maxFrameBytes });
   const conversations = createConversationService({ messaging, operations, verifier, validator, logger });
   const handler = connectNodeAdapter({
     readMaxBytes: options.maxFrameBytes,

@@ -28,8 +28,8 @@ import { createUnaryRunner } from "./unary-call.js";
 /** The live connections of this process: for ticks, stats and draining on shutdown. */
 export type ConnectionRegistry = Set<Connection>;
 
-/** What the gateway service needs. */
-export interface GatewayServiceDeps {
+/** What serving long connections needs, on connect-node's streams and on the lean path alike. */
+export interface LongConnectionDeps {
   readonly operations: GatewayOperations;
   readonly verifier: TokenVerifier;
   readonly validator: RequestValidator;
@@ -40,9 +40,12 @@ export interface GatewayServiceDeps {
   readonly logger: Logger;
   /** A new connection id, unique among the deployment's live connections. */
   readonly nextConnectionId: () => string;
-  /** Long connections one user may hold on this process. */
+  /** Long connections (Connect and Subscribe streams) one user may hold on this process. */
   readonly connectionsPerUserMax: number;
 }
+
+/** What the gateway service needs. */
+export type GatewayServiceDeps = LongConnectionDeps;
 
 const bidiFrames: FrameFactory<ConnectResponse> = {
   push: (p) => p.connectResponse(),

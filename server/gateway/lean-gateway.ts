@@ -3,16 +3,11 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
-import type { Logger } from "pino";
 import { DisconnectReason } from "../../gen/im/v1/gateway_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/im/v1/message_pb.js";
-import type { Clock } from "../core/clock.js";
-import type { Hub } from "../route/hub.js";
-import type { TokenVerifier } from "./auth.js";
-import { Connection, type ConnectionLimits } from "./connection.js";
+import { Connection } from "./connection.js";
 import { toConnectError } from "./errors.js";
-import type { GatewayOperations } from "./gateway-operations.js";
-import type { ConnectionRegistry } from "./gateway-service.js";
+import type { LongConnectionDeps } from "./gateway-service.js";
 import {
   CONNECT_PATH,
   decodeRequest,
@@ -26,24 +21,11 @@ import {
   type LeanProtocol,
 } from "./lean-stream.js";
 import { RequestLoop } from "./request-loop.js";
-import type { RequestValidator } from "./request-validator.js";
 
-/** What the lean long-connection path needs (the same parts as the gateway service). */
-export interface LeanGatewayDeps {
-  readonly operations: GatewayOperations;
-  readonly verifier: TokenVerifier;
-  readonly validator: RequestValidator;
-  readonly hub: Hub;
-  readonly registry: ConnectionRegistry;
-  readonly clock: Clock;
-  readonly limits: ConnectionLimits;
-  readonly logger: Logger;
-  /** A new connection id, unique per process (shared with connect-node's streams). */
-  readonly nextConnectionId: () => string;
+/** What the lean long-connection path needs: the gateway service's parts and the frame bound. */
+export interface LeanGatewayDeps extends LongConnectionDeps {
   /** Largest request message, in bytes. */
   readonly maxFrameBytes: number;
-  /** Long connections (Connect and Subscribe streams) one user may hold on this process. */
-  readonly connectionsPerUserMax: number;
 }
 
 const noop = () => {};

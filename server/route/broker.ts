@@ -72,3 +72,68 @@ export class NoBroker implements Broker {
 
   async close(): Promise<void> {}
 }
+
+/**
+ * The channels a process wants and their changes, batched per turn of the event loop: what a
+ * turn changed leaves as one unsubscribe and one subscribe of its net result (a channel taken
+ * and dropped again in one turn sends nothing), and every subscribe of the turn resolves when
+ * that one subscription is confirmed. While the broker is unreachable (`active` false) changes
+ * are only recorded: the broker subscribes to `wanted` again when it returns.
+ */
+export class SubscriptionBatch {
+  /** Every channel wanted now. */
+  readonly wanted = new Set<string>();
+  readonly #active: () => boolean;
+  readonly #flush: (subscribe: string[], unsubscribe: string[], done: () => void) => void;
+  #dirty = new Set<string>();
+  #batch: { done: Promise<void>; resolve: () => void } | undefined;
+
+  /** `flush` sends a turn's changes and calls `done` once the subscribe is confirmed (or given up). */
+  constructor(active: () => boolean, flush: (subscribe: string[], unsubscribe: string[], done: () => void) => void) {
+    this.#active = active;
+    this.#flush = flush;
+  }
+
+  subscribe(channel: string): Promise<void> {
+    this.wanted.add(channel);
+    if (!this.#active()) return Promise.resolve();
+    this.#touch(channel);
+    if (this.#batch === undefined) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.#batch = { done, resolve };
+    }
+    return this.#batch.done;
+  }
+
+  unsubscribe(channel: string): void {
+    if (!this.wanted.delete(channel) || !this.#active()) return;
+    this.#touch(channel);
+  }
+
+  /** Resolves every subscribe waiting (the broker is closing). */
+  release(): void {
+    this.#batch?.resolve();
+    this.#batch = undefined;
+  }
+
+  #touch(channel: string): void {
+    if (this.#dirty.size === 0) queueMicrotask(() => this.#send());
+    this.#dirty.add(channel);
+  }
+
+  #send(): void {
+    const subscribe: string[] = [];
+    const unsubscribe: string[] = [];
+    for (const channel of this.#dirty) (this.wanted.has(channel) ? subscribe : unsubscribe).push(channel);
+    this.#dirty = new Set();
+    const batch = this.#batch;
+    this.#batch = undefined;
+    const done = batch === undefined ? () => {} : batch.resolve;
+    if (!this.#active()) {
+      done();
+      return;
+    }
+    this.#flush(subscribe, unsubscribe, done);
+  }
+}

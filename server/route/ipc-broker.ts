@@ -1,4 +1,4 @@
-import type { Broker, BrokerStats, DirectLink } from "./broker.js";
+import { SubscriptionBatch, type Broker, type BrokerStats, type DirectLink } from "./broker.js";
 import { Publication } from "./publication.js";
 
 /** Broker messages between the workers of one node and their primary (structured-clone IPC). */
@@ -46,15 +46,24 @@ export interface IpcBrokerOptions {
 export class IpcBroker implements Broker, DirectLink {
   readonly #port: IpcPort;
   readonly #sendsMax: number;
-  readonly #channels = new Set<string>();
+  readonly #subscriptions = new SubscriptionBatch(
+    () => !this.#closed,
+    (subscribe, unsubscribe, done) => {
+      if (unsubscribe.length > 0) this.#send({ type: "im.unsubscribe", channels: unsubscribe });
+      if (subscribe.length === 0) {
+        done();
+        return;
+      }
+      const id = ++this.#nextId;
+      this.#waiting.set(id, done);
+      this.#send({ type: "im.subscribe", id, channels: subscribe });
+    },
+  );
   #deliver: (channel: string, publication: Publication) => void = () => {};
   #direct: (bytes: Uint8Array) => void = () => {};
   #workers: (workers: readonly string[]) => void = () => {};
   #sending = 0;
   #nextId = 0;
-  /** Channels subscribed or unsubscribed in this turn, sent as their net change at its end. */
-  #dirty = new Set<string>();
-  #batch: { done: Promise<void>; resolve: () => void } | undefined;
   readonly #waiting = new Map<number, () => void>();
   #closed = false;
   #published = 0;
@@ -81,20 +90,11 @@ export class IpcBroker implements Broker, DirectLink {
   }
 
   subscribe(channel: string): Promise<void> {
-    this.#channels.add(channel);
-    if (this.#closed) return Promise.resolve();
-    this.#touch(channel);
-    if (this.#batch === undefined) {
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => (resolve = r));
-      this.#batch = { done, resolve };
-    }
-    return this.#batch.done;
+    return this.#subscriptions.subscribe(channel);
   }
 
   unsubscribe(channel: string): void {
-    if (!this.#channels.delete(channel) || this.#closed) return;
-    this.#touch(channel);
+    this.#subscriptions.unsubscribe(channel);
   }
 
   sendDirect(to: string, bytes: Uint8Array): void {
@@ -125,7 +125,7 @@ export class IpcBroker implements Broker, DirectLink {
       this.#waiting.get(message.id)?.();
       this.#waiting.delete(message.id);
     } else if (message.type === "im.publish") {
-      if (!this.#channels.has(message.channel)) return;
+      if (!this.#subscriptions.wanted.has(message.channel)) return;
       let publication: Publication;
       try {
         publication = Publication.decode(message.bytes);
@@ -139,33 +139,14 @@ export class IpcBroker implements Broker, DirectLink {
   }
 
   stats(): BrokerStats {
-    return { kind: "ipc", channels: this.#channels.size, published: this.#published, received: this.#received, dropped: this.#dropped };
+    return { kind: "ipc", channels: this.#subscriptions.wanted.size, published: this.#published, received: this.#received, dropped: this.#dropped };
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     for (const resolve of this.#waiting.values()) resolve();
     this.#waiting.clear();
-    this.#batch?.resolve();
-  }
-
-  #touch(channel: string): void {
-    if (this.#dirty.size === 0) queueMicrotask(() => this.#flush());
-    this.#dirty.add(channel);
-  }
-
-  #flush(): void {
-    const subscribe: string[] = [];
-    const unsubscribe: string[] = [];
-    for (const channel of this.#dirty) (this.#channels.has(channel) ? subscribe : unsubscribe).push(channel);
-    this.#dirty = new Set();
-    if (unsubscribe.length > 0) this.#send({ type: "im.unsubscribe", channels: unsubscribe });
-    const batch = this.#batch;
-    this.#batch = undefined;
-    if (batch === undefined) return;
-    const id = ++this.#nextId;
-    this.#waiting.set(id, batch.resolve);
-    this.#send({ type: "im.subscribe", id, channels: subscribe });
+    this.#subscriptions.release();
   }
 
   #send(message: IpcBrokerMessage): void {

@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
-import type { Broker, BrokerStats, DirectLink } from "./broker.js";
+import { SubscriptionBatch, type Broker, type BrokerStats, type DirectLink } from "./broker.js";
 import { Publication } from "./publication.js";
 
 /** Options of `openRedisBroker`. */
@@ -57,13 +57,26 @@ export class RedisBroker implements Broker, DirectLink {
   readonly #prefix: string;
   readonly #pendingMax: number;
   readonly #logger: Logger;
-  readonly #channels = new Set<string>();
+  readonly #subscriptions = new SubscriptionBatch(
+    () => !this.#closed && this.#subUp,
+    (subscribe, unsubscribe, done) => {
+      if (unsubscribe.length > 0) this.#sub.sunsubscribe(...unsubscribe.map((c) => this.#key(c))).catch(() => {});
+      if (subscribe.length === 0) {
+        done();
+        return;
+      }
+      // Done either way: a failed subscription leaves the process degraded for these channels
+      // until the next reconnect subscribes them again; its devices sync meanwhile.
+      this.#sub.ssubscribe(...subscribe.map((c) => this.#key(c))).then(done, (err: unknown) => {
+        this.#lastError = err as Error;
+        done();
+      });
+    },
+  );
   #deliver: (channel: string, publication: Publication) => void = () => {};
   #direct: (bytes: Uint8Array) => void = () => {};
   /** This process's own channel for direct messages (owner calls and replies). */
   readonly #directKey: string;
-  #dirty = new Set<string>();
-  #batch: { done: Promise<void>; resolve: () => void } | undefined;
   #pending = 0;
   #pubUp = false;
   #subUp = false;
@@ -89,7 +102,7 @@ export class RedisBroker implements Broker, DirectLink {
     });
     this.#sub.on("ready", () => {
       // Every wanted channel again: a first connection that failed, or a restarted Redis.
-      const channels = [this.#directKey, ...[...this.#channels].map((c) => this.#key(c))];
+      const channels = [this.#directKey, ...[...this.#subscriptions.wanted].map((c) => this.#key(c))];
       this.#sub.ssubscribe(...channels).then(
         () => {
           this.#subUp = true;
@@ -147,20 +160,11 @@ export class RedisBroker implements Broker, DirectLink {
   }
 
   subscribe(channel: string): Promise<void> {
-    this.#channels.add(channel);
-    if (this.#closed || !this.#subUp) return Promise.resolve();
-    this.#touch(channel);
-    if (this.#batch === undefined) {
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => (resolve = r));
-      this.#batch = { done, resolve };
-    }
-    return this.#batch.done;
+    return this.#subscriptions.subscribe(channel);
   }
 
   unsubscribe(channel: string): void {
-    if (!this.#channels.delete(channel) || this.#closed || !this.#subUp) return;
-    this.#touch(channel);
+    this.#subscriptions.unsubscribe(channel);
   }
 
   sendDirect(to: string, bytes: Uint8Array): void {
@@ -192,7 +196,7 @@ export class RedisBroker implements Broker, DirectLink {
     return {
       kind: "redis",
       available: this.available,
-      channels: this.#channels.size,
+      channels: this.#subscriptions.wanted.size,
       published: this.#published,
       received: this.#received,
       dropped: this.#dropped,
@@ -203,44 +207,11 @@ export class RedisBroker implements Broker, DirectLink {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#batch?.resolve();
+    this.#subscriptions.release();
     const deadline = Date.now() + 1000;
     while (this.#pending > 0 && this.#pubUp && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     this.#sub.disconnect();
     this.#pub.disconnect();
-  }
-
-  #touch(channel: string): void {
-    if (this.#dirty.size === 0) queueMicrotask(() => this.#flush());
-    this.#dirty.add(channel);
-  }
-
-  /** Sends the net subscription changes of this turn: one SUNSUBSCRIBE and one SSUBSCRIBE at most. */
-  #flush(): void {
-    const subscribe: string[] = [];
-    const unsubscribe: string[] = [];
-    for (const channel of this.#dirty) (this.#channels.has(channel) ? subscribe : unsubscribe).push(this.#key(channel));
-    this.#dirty = new Set();
-    const batch = this.#batch;
-    this.#batch = undefined;
-    if (this.#closed || !this.#subUp) {
-      batch?.resolve();
-      return;
-    }
-    if (unsubscribe.length > 0) this.#sub.sunsubscribe(...unsubscribe).catch(() => {});
-    if (subscribe.length === 0) {
-      batch?.resolve();
-      return;
-    }
-    // Resolved either way: a failed subscription leaves the process degraded for these
-    // channels until the next reconnect re-subscribes them; its devices sync meanwhile.
-    this.#sub.ssubscribe(...subscribe).then(
-      () => batch?.resolve(),
-      (err: unknown) => {
-        this.#lastError = err as Error;
-        batch?.resolve();
-      },
-    );
   }
 
   #onMessage(channel: Buffer, message: Buffer): void {
