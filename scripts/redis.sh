@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A throwaway Redis on loopback for tests, benchmarks and local multi-process runs.
 #
-#   redis.sh start  [--dir DIR] [--port N]
+#   redis.sh start  [--dir DIR] [--port N] [--cluster]
 #   redis.sh stop   --dir DIR
 #   redis.sh status --dir DIR
+#   redis.sh cluster-start [--dir DIR] [--nodes N]
+#   redis.sh cluster-stop  --dir DIR
 #
 # `start` installs Debian's redis-server with apt-get when it is missing (root only), starts
 # it in DIR (a new temporary directory by default) on 127.0.0.1, on port N or on a free port
@@ -14,20 +16,32 @@
 # Everything else goes to stderr. On failure it prints the tail of DIR/redis.log and exits 1.
 # If the server of DIR is already running, `start` prints its lines again and exits 0.
 # No persistence (no RDB, no AOF): a restart starts empty, as after a Redis failure.
+# `--cluster` starts the server in cluster mode (one node, no slots yet).
+#
+# `cluster-start` starts N (default 3) cluster-mode servers in DIR/n1 ... DIR/nN, joins them
+# into one Redis Cluster with every slot assigned (masters only, no replicas), waits until
+# every node reports cluster_state:ok, and prints:
+#   REDIS_CLUSTER_NODES=127.0.0.1:<p1>,127.0.0.1:<p2>,...
+#   REDIS_DIR=<dir>
+# `cluster-stop` stops every node of DIR.
 #
 # Environment: REDIS_START_TIMEOUT (seconds, default 10).
 set -euo pipefail
 
 START_TIMEOUT="${REDIS_START_TIMEOUT:-10}"
+# Extra redis-server arguments (cluster mode).
+EXTRA_ARGS=()
 
 log() { printf 'redis.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: redis.sh start  [--dir DIR] [--port N]
+usage: redis.sh start  [--dir DIR] [--port N] [--cluster]
        redis.sh stop   --dir DIR
        redis.sh status --dir DIR
+       redis.sh cluster-start [--dir DIR] [--nodes N]
+       redis.sh cluster-stop  --dir DIR
 EOF
   exit 2
 }
@@ -73,7 +87,7 @@ try_start() {
   local dir=$1 port=$2
   : >"$dir/redis.log"
   setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize no \
-    --logfile "$dir/redis.log" --save "" --appendonly no --protected-mode yes --databases 1 \
+    --logfile "$dir/redis.log" --save "" --appendonly no --protected-mode yes --databases 1 "${EXTRA_ARGS[@]}" \
     </dev/null >/dev/null 2>>"$dir/redis.log" &
   local pid=$!
   disown "$pid" 2>/dev/null || true
@@ -98,6 +112,7 @@ cmd_start() {
     case "$1" in
       --dir) dir=$2; shift 2 ;;
       --port) port=$2; shift 2 ;;
+      --cluster) EXTRA_ARGS=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000); shift ;;
       *) usage ;;
     esac
   done
@@ -172,6 +187,61 @@ cmd_status() {
   return 3
 }
 
+cmd_cluster_start() {
+  local dir="" nodes=3
+  while (($#)); do
+    case "$1" in
+      --dir) dir=$2; shift 2 ;;
+      --nodes) nodes=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  ensure_installed
+  [[ -n "$dir" ]] || dir=$(mktemp -d "${TMPDIR:-/tmp}/redis-cluster.XXXXXX")
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  local -a addresses=()
+  local i out port
+  for i in $(seq 1 "$nodes"); do
+    out=$(cmd_start --dir "$dir/n$i" --cluster) || die "cluster node $i did not start"
+    port=$(sed -n 's/^REDIS_PORT=//p' <<<"$out")
+    addresses+=("127.0.0.1:$port")
+  done
+  if ! redis-cli --cluster create "${addresses[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1; then
+    tail -n 20 "$dir/create.log" >&2
+    die "redis-cli --cluster create failed"
+  fi
+  local deadline=$((SECONDS + START_TIMEOUT)) address ok
+  while ((SECONDS < deadline)); do
+    ok=1
+    for address in "${addresses[@]}"; do
+      redis-cli -h 127.0.0.1 -p "${address##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
+    done
+    if ((ok)); then
+      log "redis cluster of $nodes nodes: ${addresses[*]} (dir $dir)"
+      printf 'REDIS_CLUSTER_NODES=%s\nREDIS_DIR=%s\n' "$(IFS=,; echo "${addresses[*]}")" "$dir"
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "the cluster did not reach cluster_state:ok within ${START_TIMEOUT}s"
+}
+
+cmd_cluster_stop() {
+  local dir=""
+  while (($#)); do
+    case "$1" in
+      --dir) dir=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [[ -n "$dir" ]] || usage
+  local node
+  for node in "$dir"/n*; do
+    [[ -d "$node" ]] && cmd_stop --dir "$node"
+  done
+}
+
 (($#)) || usage
 command=$1
 shift
@@ -179,5 +249,7 @@ case "$command" in
   start) cmd_start "$@" ;;
   stop) cmd_stop "$@" ;;
   status) cmd_status "$@" ;;
+  cluster-start) cmd_cluster_start "$@" ;;
+  cluster-stop) cmd_cluster_stop "$@" ;;
   *) usage ;;
 esac

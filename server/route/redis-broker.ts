@@ -1,11 +1,12 @@
-import { Redis, type RedisOptions } from "ioredis";
+import calculateSlot from "cluster-key-slot";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { SubscriptionBatch, type Broker, type BrokerStats, type DirectLink } from "./broker.js";
 import { Publication } from "./publication.js";
 
 /** Options of `openRedisBroker`. */
 export interface RedisBrokerOptions {
-  /** redis://host:port[/db] */
+  /** redis://host:port[/db] for one Redis, or redis+cluster://host:port,host:port,... for a Redis Cluster. */
   readonly url: string;
   /** This process's id: unique among every live process sharing the Redis (node id + worker). */
   readonly workerId: string;
@@ -16,6 +17,34 @@ export interface RedisBrokerOptions {
   readonly pendingMax?: number;
   /** How long `open` waits for Redis before starting degraded. Default 2000 ms. */
   readonly connectWaitMs?: number;
+}
+
+/** What a Redis URL names: one server, or the seed nodes of a cluster. */
+export type RedisTarget = { readonly kind: "single"; readonly url: string } | { readonly kind: "cluster"; readonly nodes: readonly { host: string; port: number }[] };
+
+/** Parses `redis://...` (one server) or `redis+cluster://h1:p1,h2:p2` (a Redis Cluster's seed nodes). */
+export function redisTarget(url: string): RedisTarget {
+  const cluster = /^redis\+cluster:\/\/(.+)$/.exec(url);
+  if (cluster === null) return { kind: "single", url };
+  const nodes = cluster[1]!.split(",").map((node) => {
+    const m = /^([^:/]+):(\d+)\/?$/.exec(node.trim());
+    if (m === null) throw new Error(`--redis-url: a cluster node must be host:port, got ${JSON.stringify(node)}`);
+    return { host: m[1]!, port: Number(m[2]) };
+  });
+  return { kind: "cluster", nodes };
+}
+
+/** A connection to `target`: a Redis, or a Cluster client (with sharded subscribers for a subscriber). */
+export function connectRedis(target: RedisTarget, options: RedisOptions, subscriber: boolean): Redis | Cluster {
+  if (target.kind === "single") return new Redis(target.url, options);
+  const { lazyConnect, enableOfflineQueue, retryStrategy, ...redisOptions } = options;
+  return new Cluster([...target.nodes], {
+    lazyConnect,
+    enableOfflineQueue,
+    clusterRetryStrategy: (times) => retryStrategy?.(times) ?? null,
+    shardedSubscribers: subscriber,
+    redisOptions,
+  });
 }
 
 /** The options every connection of the broker uses. */
@@ -46,13 +75,19 @@ export function redisConnectionOptions(name: string): RedisOptions {
  * Order: publications go out on one connection in call order and Redis keeps per-connection
  * order, so one process's publications on a channel reach each subscriber in order.
  *
+ * On a Redis Cluster (`redis+cluster://` seed nodes) the same channels spread over the shards
+ * by slot, a subscription batch is sent as one SSUBSCRIBE per slot, and ioredis keeps one
+ * subscriber connection per shard.
+ *
  * Redis down: publish drops (counted) and subscribe resolves at once; devices still send
  * (the store is the truth) and sync. When Redis returns, every wanted channel is subscribed
  * again and publications resume.
  */
 export class RedisBroker implements Broker, DirectLink {
-  readonly #pub: Redis;
-  readonly #sub: Redis;
+  readonly #pub: Redis | Cluster;
+  readonly #sub: Redis | Cluster;
+  /** SSUBSCRIBE takes several channels only within one slot on a cluster. */
+  readonly #cluster: boolean;
   readonly #workerId: string;
   readonly #prefix: string;
   readonly #pendingMax: number;
@@ -60,14 +95,16 @@ export class RedisBroker implements Broker, DirectLink {
   readonly #subscriptions = new SubscriptionBatch(
     () => !this.#closed && this.#subUp,
     (subscribe, unsubscribe, done) => {
-      if (unsubscribe.length > 0) this.#sub.sunsubscribe(...unsubscribe.map((c) => this.#key(c))).catch(() => {});
+      if (unsubscribe.length > 0) {
+        for (const group of this.#bySlot(unsubscribe.map((c) => this.#key(c)))) this.#sub.sunsubscribe(...group).catch(() => {});
+      }
       if (subscribe.length === 0) {
         done();
         return;
       }
       // Done either way: a failed subscription leaves the process degraded for these channels
       // until the next reconnect subscribes them again; its devices sync meanwhile.
-      this.#sub.ssubscribe(...subscribe.map((c) => this.#key(c))).then(done, (err: unknown) => {
+      this.#ssubscribe(subscribe.map((c) => this.#key(c))).then(done, (err: unknown) => {
         this.#lastError = err as Error;
         done();
       });
@@ -94,16 +131,27 @@ export class RedisBroker implements Broker, DirectLink {
     this.#pendingMax = options.pendingMax ?? 10_000;
     this.#logger = options.logger.child({ component: "redis-broker", workerId: options.workerId });
     this.#directKey = this.#key(`o:${options.workerId}`);
-    this.#pub = new Redis(options.url, redisConnectionOptions(`microchat:${options.workerId}:pub`));
-    this.#sub = new Redis(options.url, { ...redisConnectionOptions(`microchat:${options.workerId}:sub`), autoResubscribe: false });
+    const target = redisTarget(options.url);
+    this.#cluster = target.kind === "cluster";
+    this.#pub = connectRedis(target, redisConnectionOptions(`microchat:${options.workerId}:pub`), false);
+    this.#sub = connectRedis(target, { ...redisConnectionOptions(`microchat:${options.workerId}:sub`), autoResubscribe: false }, true);
     this.#pub.on("ready", () => {
-      this.#pubUp = true;
-      this.#onUp();
+      // A cluster client opens its per-shard connections lazily, and commands sent while one
+      // opens can be routed elsewhere and redirected, overtaking each other: open them all
+      // first, so one process's publications on a channel keep their order.
+      const opened = this.#pub instanceof Cluster ? Promise.all(this.#pub.nodes("master").map((n) => n.ping())) : Promise.resolve();
+      opened.then(
+        () => {
+          this.#pubUp = true;
+          this.#onUp();
+        },
+        (err: unknown) => (this.#lastError = err as Error),
+      );
     });
     this.#sub.on("ready", () => {
       // Every wanted channel again: a first connection that failed, or a restarted Redis.
       const channels = [this.#directKey, ...[...this.#subscriptions.wanted].map((c) => this.#key(c))];
-      this.#sub.ssubscribe(...channels).then(
+      this.#ssubscribe(channels).then(
         () => {
           this.#subUp = true;
           this.#onUp();
@@ -188,7 +236,7 @@ export class RedisBroker implements Broker, DirectLink {
   }
 
   /** The Redis connection for commands (shared with the owner directory). */
-  get commands(): Redis {
+  get commands(): Redis | Cluster {
     return this.#pub;
   }
 
@@ -212,6 +260,23 @@ export class RedisBroker implements Broker, DirectLink {
     while (this.#pending > 0 && this.#pubUp && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     this.#sub.disconnect();
     this.#pub.disconnect();
+  }
+
+  /** SSUBSCRIBE to every channel of `keys`: one command, or one per slot on a cluster. */
+  async #ssubscribe(keys: string[]): Promise<void> {
+    await Promise.all(this.#bySlot(keys).map((group) => this.#sub.ssubscribe(...group)));
+  }
+
+  #bySlot(keys: string[]): string[][] {
+    if (!this.#cluster) return [keys];
+    const groups = new Map<number, string[]>();
+    for (const key of keys) {
+      const slot = calculateSlot(key);
+      let group = groups.get(slot);
+      if (group === undefined) groups.set(slot, (group = []));
+      group.push(key);
+    }
+    return [...groups.values()];
   }
 
   #onMessage(channel: Buffer, message: Buffer): void {

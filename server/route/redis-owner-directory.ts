@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { OwnerSet } from "./owners.js";
 
@@ -25,7 +25,7 @@ interface DirectoryCommands {
  * the others. A clean stop leaves at once.
  */
 export class RedisOwnerDirectory {
-  readonly #redis: Redis;
+  readonly #redis: Redis | Cluster;
   readonly #commands: DirectoryCommands;
   readonly #owners: OwnerSet;
   readonly #key: string;
@@ -37,7 +37,7 @@ export class RedisOwnerDirectory {
   #refreshing = false;
   #closed = false;
 
-  constructor(redis: Redis, owners: OwnerSet, options: { keyPrefix?: string; ttlMs: number; logger: Logger; onChange: (left: readonly string[]) => void }) {
+  constructor(redis: Redis | Cluster, owners: OwnerSet, options: { keyPrefix?: string; ttlMs: number; logger: Logger; onChange: (left: readonly string[]) => void }) {
     this.#redis = redis;
     redis.defineCommand("imOwnersRefresh", { numberOfKeys: 1, lua: REFRESH });
     this.#commands = redis as unknown as DirectoryCommands;

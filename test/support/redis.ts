@@ -80,3 +80,25 @@ declare module "vitest" {
     redisUrl: string;
   }
 }
+
+/** A Redis Cluster started by scripts/redis.sh cluster-start (masters only, every slot assigned). */
+export interface RedisCluster {
+  /** redis+cluster://host:port,... as --redis-url takes it. */
+  readonly url: string;
+  destroy(): Promise<void>;
+}
+
+/** Starts a 3-node Redis Cluster on free loopback ports (installing redis-server if needed). */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const started = await script(["cluster-start"]);
+  const nodes = /^REDIS_CLUSTER_NODES=(.+)$/m.exec(started)?.[1];
+  const home = /^REDIS_DIR=(.+)$/m.exec(started)?.[1];
+  if (nodes === undefined || home === undefined) throw new Error(`scripts/redis.sh cluster-start printed no nodes: ${started}`);
+  return {
+    url: `redis+cluster://${nodes}`,
+    async destroy() {
+      await script(["cluster-stop", "--dir", home]);
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}

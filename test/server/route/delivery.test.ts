@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { pino } from "pino";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import { NoBroker } from "../../../server/route/broker.js";
 import { IpcBroker, IpcBrokerRelay, type IpcBrokerMessage, type IpcPort } from "../../../server/route/ipc-broker.js";
 import { openRedisBroker } from "../../../server/route/redis-broker.js";
+import { startRedisCluster, type RedisCluster } from "../../support/redis.js";
 import { deliveryProcess, describeDeliveryContract } from "./delivery-contract.js";
 
 describeDeliveryContract("one process (no broker)", async (memberships) => ({
@@ -46,3 +47,22 @@ if (redisUrl !== "") {
     return { processes, close: async () => void (await Promise.all(processes.map((p) => p.broker.close()))) };
   }, 3);
 }
+
+// A real Redis Cluster on loopback: sharded channels land on different shards, and a
+// subscription batch spans slots. The test run installs redis-server when missing, as for Redis.
+let cluster: RedisCluster | undefined;
+beforeAll(async () => {
+  if (redisUrl !== "" || process.env.CI === "true") cluster = await startRedisCluster();
+}, 120_000);
+afterAll(async () => {
+  await cluster?.destroy();
+});
+describeDeliveryContract("Redis Cluster sharded pub/sub", async (memberships) => {
+  if (cluster === undefined) throw new Error("no Redis Cluster could be started");
+  const keyPrefix = `t${randomBytes(4).toString("hex")}:`;
+  const logger = pino({ level: "silent" });
+  const processes = await Promise.all(
+    ["a.w0", "b.w0", "c.w0"].map(async (id) => deliveryProcess(id, await openRedisBroker({ url: cluster!.url, workerId: id, logger, keyPrefix, connectWaitMs: 10_000 }), memberships)),
+  );
+  return { processes, close: async () => void (await Promise.all(processes.map((p) => p.broker.close()))) };
+}, 3);
