@@ -11,6 +11,13 @@ export interface GroupCommitOptions {
   readonly queueMax: number;
   /** Called after each COMMIT with the number of writes it answered (metrics, tests). Must not throw. */
   readonly onCommit?: ((writes: number) => void) | undefined;
+  /**
+   * Statements that writes defer to the end of their transaction (one head update per
+   * conversation instead of one per append): `begin` forgets them (a new transaction starts),
+   * `flush` issues them, outside any savepoint, before COMMIT and before every write submitted
+   * as a barrier.
+   */
+  readonly deferred?: { begin(): void; flush(): void } | undefined;
 }
 
 /** Writes per transaction by default: a batch of 256 small appends holds the event loop for a few ms. */
@@ -25,6 +32,8 @@ const TRANSIENT_CODES = new Set([5, 6, 10, 13]);
 
 interface Job {
   readonly body: () => unknown;
+  /** Deferred statements are flushed before it runs (it may read what they write). */
+  readonly barrier: boolean;
   /** Set when the write already failed and only its answer is still due (see #commit). */
   readonly failed?: unknown;
   /** Set when the write runs again after another write of its batch threw (see #commit). */
@@ -94,8 +103,10 @@ export class SqliteGroupCommit {
   /**
    * Queues `body` (synchronous statements, no transaction of its own) for the next transaction;
    * resolves with its result once that transaction committed. `bytes` is its share of bytesMax.
+   * A body that only defers statements of its own kind (see `deferred`) may pass
+   * `barrier = false`.
    */
-  submit<T>(bytes: number, body: () => T): Promise<T> {
+  submit<T>(bytes: number, body: () => T, barrier = true): Promise<T> {
     if (this.queued >= this.#options.queueMax) {
       const error = new StoreUnavailableError(`sqlite store: ${this.queued} writes are waiting for a transaction`);
       const settled = this.#tail.then(
@@ -106,7 +117,7 @@ export class SqliteGroupCommit {
       return settled;
     }
     const promise = new Promise<T>((resolve, reject) => {
-      this.#queue.push({ body, bytes, resolve: resolve as (value: unknown) => void, reject });
+      this.#queue.push({ body, barrier, bytes, resolve: resolve as (value: unknown) => void, reject });
     });
     this.#tail = promise;
     if (!this.#scheduled) {
@@ -151,12 +162,14 @@ export class SqliteGroupCommit {
 
   #commit(batch: readonly Job[]): void {
     const sql = this.#sql;
+    const deferred = this.#options.deferred;
     try {
       sql.begin.run();
     } catch (error) {
       settle(batch, () => ({ ok: false, error: mapSqliteError(error) }));
       return;
     }
+    deferred?.begin();
     // Savepoints cost two statements per write, so a batch takes them only when it runs again
     // after one of its writes threw.
     const guarded = batch.some((job) => job.rerun === true);
@@ -166,6 +179,7 @@ export class SqliteGroupCommit {
         outcomes.push({ ok: false, error: job.failed });
         continue;
       }
+      if (deferred !== undefined && job.barrier && !this.#flushDeferred(batch, deferred)) return;
       try {
         if (guarded) sql.savepoint.run();
         outcomes.push({ ok: true, value: job.body() });
@@ -192,6 +206,7 @@ export class SqliteGroupCommit {
         return;
       }
     }
+    if (deferred !== undefined && !this.#flushDeferred(batch, deferred)) return;
     try {
       sql.commit.run();
     } catch (caught) {
@@ -202,6 +217,19 @@ export class SqliteGroupCommit {
     }
     settle(batch, (k) => outcomes[k]!);
     this.#options.onCommit?.(batch.length);
+  }
+
+  /** Issues the deferred statements; on failure rolls back and rejects the whole batch (they belong to several writes). */
+  #flushDeferred(batch: readonly Job[], deferred: { flush(): void }): boolean {
+    try {
+      deferred.flush();
+      return true;
+    } catch (caught) {
+      this.#rollback();
+      const error = mapSqliteError(caught);
+      settle(batch, () => ({ ok: false, error }));
+      return false;
+    }
   }
 
   /** Rolls the current write back to its savepoint; false when the transaction is gone or that failed. */

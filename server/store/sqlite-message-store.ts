@@ -75,6 +75,16 @@ const HEAD_COLUMNS =
 
 type Row = Record<string, SQLOutputValue>;
 
+/** A conversation's head as the appends of the current transaction left it. */
+interface PendingHead {
+  readonly kind: ConversationKind;
+  readonly lastSeq: number;
+  /** The last message appended in this transaction; undefined until one is. */
+  readonly last: StoredMessage | undefined;
+  /** The latest sentAtMs among them: a direct session's activity time. */
+  readonly sentAtMsMax: number;
+}
+
 /**
  * The embedded default store on node:sqlite, one file in WAL mode.
  *
@@ -98,6 +108,8 @@ export class SqliteMessageStore implements MessageStore {
   readonly #db: DatabaseSync;
   readonly #sql: ReturnType<typeof prepareStatements>;
   readonly #writes: SqliteGroupCommit;
+  /** The heads moved by the appends of the current transaction, not written yet. */
+  readonly #heads = new Map<string, PendingHead>();
   #closed = false;
 
   /** Takes an open database whose schema is current; use `openSqliteMessageStore`. */
@@ -109,6 +121,7 @@ export class SqliteMessageStore implements MessageStore {
       bytesMax: options.batchBytesMax ?? GROUP_COMMIT_BYTES_MAX,
       queueMax: options.writeQueueMax ?? GROUP_COMMIT_QUEUE_MAX,
       onCommit: options.onCommit,
+      deferred: { begin: () => this.#heads.clear(), flush: () => this.#flushHeads() },
     });
   }
 
@@ -178,24 +191,31 @@ export class SqliteMessageStore implements MessageStore {
     // Copied now: the caller may reuse its buffer before the batch runs.
     const data = message.data.slice();
     const bytes = WRITE_BYTES_BASE + data.byteLength + message.clientMsgId.length + message.messageId.length + message.conversationId.length;
-    return this.#write(bytes, (): AppendResult => {
-      const sql = this.#sql;
-      const { conversationId: id } = message;
-      const head = sql.getHead.get(id);
-      if (head === undefined) throw new Error(`append to missing conversation ${id}`);
-      // Also finds an append of the same batch: it ran earlier in this transaction.
-      const original = sql.findDuplicate.get(id, message.senderId, message.clientMsgId);
-      if (original !== undefined) return { message: toMessage(original), duplicate: true };
-      const prevSeq = num(head.last_seq);
-      const stored: StoredMessage = { ...message, data, seq: prevSeq + 1, prevSeq };
-      sql.insertMessage.run(
-        id, stored.seq, prevSeq, stored.messageId, stored.senderId, stored.sentAtMs, stored.contentType, stored.data, stored.clientMsgId,
-      );
-      const { seq, messageId, senderId, sentAtMs, contentType, clientMsgId } = stored;
-      sql.setHead.run(seq, prevSeq, messageId, senderId, sentAtMs, contentType, toPreview(stored).data, clientMsgId, id);
-      if (head.kind === "direct") sql.advanceDirectSessions.run(stored.seq, stored.sentAtMs, id);
-      return { message: stored, duplicate: false };
-    });
+    return this.#write(
+      bytes,
+      (): AppendResult => {
+        const sql = this.#sql;
+        const { conversationId: id } = message;
+        let head = this.#heads.get(id);
+        if (head === undefined) {
+          const row = sql.getHead.get(id);
+          if (row === undefined) throw new Error(`append to missing conversation ${id}`);
+          head = { kind: kind(row.kind), lastSeq: num(row.last_seq), last: undefined, sentAtMsMax: 0 };
+        }
+        // Also finds an append of the same batch: it ran earlier in this transaction.
+        const original = sql.findDuplicate.get(id, message.senderId, message.clientMsgId);
+        if (original !== undefined) return { message: toMessage(original), duplicate: true };
+        const prevSeq = head.lastSeq;
+        const stored: StoredMessage = { ...message, data, seq: prevSeq + 1, prevSeq };
+        sql.insertMessage.run(
+          id, stored.seq, prevSeq, stored.messageId, stored.senderId, stored.sentAtMs, stored.contentType, stored.data, stored.clientMsgId,
+        );
+        // The head moves once per conversation and transaction (#flushHeads), to the last append.
+        this.#heads.set(id, { kind: head.kind, lastSeq: stored.seq, last: stored, sentAtMsMax: Math.max(head.sentAtMsMax, stored.sentAtMs) });
+        return { message: stored, duplicate: false };
+      },
+      false,
+    );
   }
 
   async readRange(conversationId: string, afterSeq: number, upToSeq: number | undefined, limit: number): Promise<StoredMessage[]> {
@@ -245,10 +265,22 @@ export class SqliteMessageStore implements MessageStore {
     }
   }
 
-  /** Queues `body` for the next group commit; resolves once it is durable. */
-  #write<T>(bytes: number, body: () => T): Promise<T> {
+  /** Queues `body` for the next group commit; resolves once it is durable. Only appends pass `barrier = false`. */
+  #write<T>(bytes: number, body: () => T, barrier = true): Promise<T> {
     if (this.#closed) return Promise.reject(new Error("store is closed"));
-    return this.#writes.submit(bytes, body);
+    return this.#writes.submit(bytes, body, barrier);
+  }
+
+  /** Moves the head (and a direct conversation's session entries) of every conversation appended to since the last flush. */
+  #flushHeads(): void {
+    const sql = this.#sql;
+    for (const [id, head] of this.#heads) {
+      const m = head.last;
+      if (m === undefined) continue;
+      sql.setHead.run(m.seq, m.prevSeq, m.messageId, m.senderId, m.sentAtMs, m.contentType, toPreview(m).data, m.clientMsgId, id);
+      if (head.kind === "direct") sql.advanceDirectSessions.run(m.seq, head.sentAtMsMax, id);
+    }
+    this.#heads.clear();
   }
 }
 

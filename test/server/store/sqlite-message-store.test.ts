@@ -246,6 +246,29 @@ describe("SqliteMessageStore group commit", () => {
     expect((await store.readRange("g:shared", 0, undefined, 10)).map((m) => m.clientMsgId)).toEqual(["k", "x"]);
   });
 
+  it("moves heads once per transaction to the last append, and lets a write after appends in the same transaction see them", async () => {
+    const { store, commits } = await setup();
+    const at = (clientMsgId: string, sentAtMs: number): NewMessage => ({ ...inDirect(clientMsgId), sentAtMs });
+    const [, , record, , , last] = await Promise.all([
+      store.append(at("a", 5_000)),
+      store.append(at("b", 9_000)),
+      // ensureDirect of an existing conversation returns its record: with the two appends before it.
+      store.ensureDirect("d:w1:w2", "w1", "w2", 1),
+      store.append(at("c", 7_000)),
+      store.append(at("d", 6_000)),
+      store.append(message("w2", "g1")),
+    ]);
+    expect(commits).toEqual([6]);
+    expect(record).toMatchObject({ lastSeq: 2, lastMessage: { clientMsgId: "b", seq: 2 } });
+    for (const user of ["w1", "w2"]) {
+      const session = (await store.listSessions(user, 10)).find((s) => s.conversationId === "d:w1:w2");
+      // The newest activity among the four, not the last one's.
+      expect(session).toMatchObject({ lastSeq: 4, updatedAtMs: 9_000, lastMessage: { clientMsgId: "d", seq: 4, prevSeq: 3 } });
+    }
+    expect(await store.getConversation("d:w1:w2")).toMatchObject({ lastSeq: 4, lastMessage: { clientMsgId: "d" } });
+    expect(await store.getConversation("g:shared")).toMatchObject({ lastSeq: last!.message.seq, lastMessage: { clientMsgId: "g1" } });
+  });
+
   it("commits the other writes of a transaction when one throws a bug's error, and rejects that one alone", async () => {
     const { path, store, commits, walBefore } = await setup();
     const outcomes = await Promise.allSettled([
