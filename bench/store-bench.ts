@@ -5,7 +5,7 @@
  * nothing about time.
  *
  *   npm run bench:store [-- --runs 5 --warmup 1 --in-flight 1,16,64,256 --shapes spread,hot
- *     --appends 10000 --cell-ms 2000 --syncs 300
+ *     --appends 40000 --cell-ms 2000 --syncs 300
  *     --stores sqlite,sqlite-unbatched,sqlite-normal,cassandra,cassandra-unpipelined]
  *
  * Stores: "sqlite" is the default (WAL, synchronous=FULL, group commit); "sqlite-unbatched"
@@ -49,7 +49,7 @@ const { values: args } = parseArgs({
     warmup: { type: "string", default: "1" },
     "in-flight": { type: "string", default: "1,16,64,256" },
     shapes: { type: "string", default: "spread,hot" },
-    appends: { type: "string", default: "10000" },
+    appends: { type: "string", default: "40000" },
     "cell-ms": { type: "string", default: "2000" },
     syncs: { type: "string", default: "300" },
     stores: { type: "string", default: "sqlite,sqlite-unbatched,sqlite-normal,cassandra,cassandra-unpipelined" },
