@@ -40,7 +40,8 @@ const RECORD_COLUMNS = `kind, title, owner_id, created_at_ms, member_count, ${HE
  * - Logs are partitioned by (conversation, seq bucket); appends go through
  *   CassandraConversationLog: one owner process per conversation, seqs from blocks reserved
  *   with lightweight transactions, so seqs may skip (after a crash) but never repeat, and
- *   prevSeq is exact.
+ *   prevSeq is exact. The owner pipelines concurrent appends of a conversation (up to
+ *   log.pipelineMax in flight, seqs and answers in issue order).
  * - Membership changes are conditional batches on the conversation's partition (member rows
  *   and member_count move together); a change larger than 100 users is applied in batches of
  *   100, each atomic, so only a concurrent change to the same group can interleave with it.

@@ -35,7 +35,11 @@ export interface Lease {
   blockEnd: number;
   /** The seq the next append gets. */
   nextSeq: number;
-  /** The seq of the last message of the log: the next append's prevSeq. */
+  /**
+   * The last seq this owner assigned (before its first, the log's last message): the next
+   * append's prevSeq. With appends pipelined it may be ahead of what is acknowledged; the
+   * owner releases cleanly only with nothing in flight, when the two are equal.
+   */
   lastSeq: number;
 }
 

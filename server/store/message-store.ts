@@ -43,7 +43,8 @@ export interface MembershipChange {
  *
  * Contract:
  * - Durability: once a returned promise resolves, the effect survives a restart of the
- *   process (adapters that keep memory only say so).
+ *   process (adapters that keep memory only say so). Adapters may make concurrent writes
+ *   durable together (group commit), but answer each only once its own effect is durable.
  * - Errors: a transient failure rejects with StoreUnavailableError, and the effect may or may
  *   not have been applied; every mutation here is idempotent or monotonic, so repeating it is
  *   safe. Anything else that rejects is a bug.
@@ -83,8 +84,17 @@ export interface MessageStore {
    * message before it. Updates the head (lastSeq, lastMessage cut to a preview) and, for a
    * direct conversation, both participants' session entries; nothing is written per member of
    * a group. Appending a (conversationId, senderId, clientMsgId) that was appended before
-   * returns the first result with `duplicate: true` and writes nothing. Appends to one
-   * conversation are linearizable: no two messages share a seq and prevSeq links are exact.
+   * returns the first result with `duplicate: true` and writes nothing; so does one issued
+   * while the first is still in flight. Appends to one conversation are linearizable: no two
+   * messages share a seq and prevSeq links are exact.
+   *
+   * Issue order: appends issued through one store instance to one conversation get seqs in
+   * the order they were issued (the call order of `append`, not of their completion), and
+   * their promises settle (resolve or reject) in that order. So a single writer of a
+   * conversation may issue many appends without waiting, and publish each result as its
+   * promise resolves: the publications leave in seq order. An append that fails for a reason
+   * of its own (a bug, a missing conversation) does not fail the appends issued with it that
+   * can commit.
    */
   append(message: NewMessage): Promise<AppendResult>;
 

@@ -2,8 +2,14 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type SQLOutputValue, type StatementSync } from "node:sqlite";
 import { toPreview, type ConversationKind, type ConversationRecord, type SessionEntry, type StoredMessage } from "../core/model.js";
-import { StoreUnavailableError } from "../core/result.js";
 import type { AppendResult, MembershipChange, MessageStore, NewGroup, NewMessage } from "./message-store.js";
+import {
+  GROUP_COMMIT_BYTES_MAX,
+  GROUP_COMMIT_QUEUE_MAX,
+  GROUP_COMMIT_WRITES_MAX,
+  mapSqliteError as mapError,
+  SqliteGroupCommit,
+} from "./sqlite-group-commit.js";
 
 /** Options of `openSqliteMessageStore`. */
 export interface SqliteMessageStoreOptions {
@@ -13,6 +19,17 @@ export interface SqliteMessageStoreOptions {
   readonly synchronous?: "full" | "normal";
   /** How long a write waits for another process's lock before StoreUnavailableError. */
   readonly busyTimeoutMs?: number;
+  /**
+   * Group commit: most writes (appends, markRead, ...) made durable by one transaction.
+   * Default GROUP_COMMIT_WRITES_MAX (256); 1 commits every write on its own.
+   */
+  readonly batchWritesMax?: number;
+  /** Group commit: most bytes (bodies and ids) per transaction. Default GROUP_COMMIT_BYTES_MAX (1 MiB). */
+  readonly batchBytesMax?: number;
+  /** Writes waiting for a transaction before new ones reject with StoreUnavailableError. Default 10 000. */
+  readonly writeQueueMax?: number;
+  /** Called after each committed transaction with the number of writes it answered (metrics, tests). */
+  readonly onCommit?: (writes: number) => void;
 }
 
 /** The schema this code writes, kept in PRAGMA user_version. */
@@ -21,8 +38,8 @@ export const SQLITE_SCHEMA_VERSION = 1;
 const BUSY_TIMEOUT_MS_DEFAULT = 5_000;
 /** Above any seq, so an open upper bound stays one prepared statement. */
 const SEQ_UNBOUNDED = Number.MAX_SAFE_INTEGER;
-/** SQLite primary result codes that mean "try again": BUSY, LOCKED, IOERR, FULL. */
-const TRANSIENT_CODES = new Set([5, 6, 10, 13]);
+/** What a write counts against batchBytesMax besides its ids and body: row overhead. */
+const WRITE_BYTES_BASE = 64;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS conversations (
@@ -58,26 +75,58 @@ const HEAD_COLUMNS =
 
 type Row = Record<string, SQLOutputValue>;
 
+/** A conversation's head as the appends of the current transaction left it. */
+interface PendingHead {
+  readonly kind: ConversationKind;
+  readonly lastSeq: number;
+  /** The last message appended in this transaction; undefined until one is. */
+  readonly last: StoredMessage | undefined;
+  /** The latest sentAtMs among them: a direct session's activity time. */
+  readonly sentAtMsMax: number;
+}
+
 /**
- * The embedded default store on node:sqlite, one file in WAL mode. Each mutation is one
- * transaction taken with BEGIN IMMEDIATE, so several processes may share the file: appends
- * stay linearizable per conversation because the head is read under the write lock.
- * The driver is synchronous: a call blocks the event loop for its statement (and for up to
+ * The embedded default store on node:sqlite, one file in WAL mode.
+ *
+ * Writes are group-committed (SqliteGroupCommit): every mutation submitted in one turn of the
+ * event loop runs in one BEGIN IMMEDIATE transaction, in submission order, and is answered
+ * after its COMMIT, so a burst of appends costs one fsync instead of one each. Every mutation
+ * joins the batch, not only appends: markRead is as frequent as messages (each reader sends
+ * one), ensureDirect precedes the first message of a pair, and one queue keeps the mutations
+ * of this store in the order they were issued (an append issued after an addMembers runs
+ * after it). Reads run at once, outside the queue: a read sees every write that was answered
+ * before it was issued.
+ *
+ * Several processes may share the file: BEGIN IMMEDIATE takes the write lock before the first
+ * read, and each append reads the head under it, so appends stay linearizable per
+ * conversation across processes and batches.
+ *
+ * The driver is synchronous: a transaction blocks the event loop while it runs (and for up to
  * busyTimeoutMs while another process holds the write lock).
  */
 export class SqliteMessageStore implements MessageStore {
   readonly #db: DatabaseSync;
   readonly #sql: ReturnType<typeof prepareStatements>;
+  readonly #writes: SqliteGroupCommit;
+  /** The heads moved by the appends of the current transaction, not written yet. */
+  readonly #heads = new Map<string, PendingHead>();
   #closed = false;
 
   /** Takes an open database whose schema is current; use `openSqliteMessageStore`. */
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, options: Omit<SqliteMessageStoreOptions, "path" | "synchronous" | "busyTimeoutMs"> = {}) {
     this.#db = db;
     this.#sql = prepareStatements(db);
+    this.#writes = new SqliteGroupCommit(db, {
+      writesMax: options.batchWritesMax ?? GROUP_COMMIT_WRITES_MAX,
+      bytesMax: options.batchBytesMax ?? GROUP_COMMIT_BYTES_MAX,
+      queueMax: options.writeQueueMax ?? GROUP_COMMIT_QUEUE_MAX,
+      onCommit: options.onCommit,
+      deferred: { begin: () => this.#heads.clear(), flush: () => this.#flushHeads() },
+    });
   }
 
-  async ensureDirect(conversationId: string, userA: string, userB: string, nowMs: number): Promise<ConversationRecord> {
-    return this.#transaction(() => {
+  ensureDirect(conversationId: string, userA: string, userB: string, nowMs: number): Promise<ConversationRecord> {
+    return this.#write(WRITE_BYTES_BASE + conversationId.length + userA.length + userB.length, () => {
       const sql = this.#sql;
       if (sql.insertConversation.run(conversationId, "direct", "", "", 2, nowMs).changes > 0) {
         sql.insertDirectSession.run(userA, conversationId, userB, nowMs);
@@ -87,8 +136,8 @@ export class SqliteMessageStore implements MessageStore {
     });
   }
 
-  async createGroup(group: NewGroup, memberIds: readonly string[]): Promise<ConversationRecord> {
-    return this.#transaction(() => {
+  createGroup(group: NewGroup, memberIds: readonly string[]): Promise<ConversationRecord> {
+    return this.#write(WRITE_BYTES_BASE + group.title.length + idsBytes(memberIds), () => {
       const sql = this.#sql;
       const members = new Set([group.ownerId, ...memberIds]);
       const inserted = sql.insertConversation.run(group.id, "group", group.title, group.ownerId, members.size, group.createdAtMs);
@@ -109,8 +158,8 @@ export class SqliteMessageStore implements MessageStore {
     return this.#read(() => this.#sql.isMember.get(conversationId, userId, userId, conversationId) !== undefined);
   }
 
-  async addMembers(conversationId: string, userIds: readonly string[], membersMax: number): Promise<MembershipChange | "limit"> {
-    return this.#transaction(() => {
+  addMembers(conversationId: string, userIds: readonly string[], membersMax: number): Promise<MembershipChange | "limit"> {
+    return this.#write(WRITE_BYTES_BASE + idsBytes(userIds), () => {
       const sql = this.#sql;
       const count = this.#groupMemberCount(conversationId);
       const fresh = [...new Set(userIds)].filter((u) => sql.isMember.get(conversationId, u, u, conversationId) === undefined);
@@ -121,8 +170,8 @@ export class SqliteMessageStore implements MessageStore {
     });
   }
 
-  async removeMembers(conversationId: string, userIds: readonly string[]): Promise<MembershipChange> {
-    return this.#transaction(() => {
+  removeMembers(conversationId: string, userIds: readonly string[]): Promise<MembershipChange> {
+    return this.#write(WRITE_BYTES_BASE + idsBytes(userIds), () => {
       const sql = this.#sql;
       const count = this.#groupMemberCount(conversationId);
       let changed = 0;
@@ -138,24 +187,35 @@ export class SqliteMessageStore implements MessageStore {
     );
   }
 
-  async append(message: NewMessage): Promise<AppendResult> {
-    return this.#transaction((): AppendResult => {
-      const sql = this.#sql;
-      const { conversationId: id } = message;
-      const head = sql.getHead.get(id);
-      if (head === undefined) throw new Error(`append to missing conversation ${id}`);
-      const original = sql.findDuplicate.get(id, message.senderId, message.clientMsgId);
-      if (original !== undefined) return { message: toMessage(original), duplicate: true };
-      const prevSeq = num(head.last_seq);
-      const stored: StoredMessage = { ...message, data: message.data.slice(), seq: prevSeq + 1, prevSeq };
-      sql.insertMessage.run(
-        id, stored.seq, prevSeq, stored.messageId, stored.senderId, stored.sentAtMs, stored.contentType, stored.data, stored.clientMsgId,
-      );
-      const { seq, messageId, senderId, sentAtMs, contentType, clientMsgId } = stored;
-      sql.setHead.run(seq, prevSeq, messageId, senderId, sentAtMs, contentType, toPreview(stored).data, clientMsgId, id);
-      if (head.kind === "direct") sql.advanceDirectSessions.run(stored.seq, stored.sentAtMs, id);
-      return { message: stored, duplicate: false };
-    });
+  append(message: NewMessage): Promise<AppendResult> {
+    // Copied now: the caller may reuse its buffer before the batch runs.
+    const data = message.data.slice();
+    const bytes = WRITE_BYTES_BASE + data.byteLength + message.clientMsgId.length + message.messageId.length + message.conversationId.length;
+    return this.#write(
+      bytes,
+      (): AppendResult => {
+        const sql = this.#sql;
+        const { conversationId: id } = message;
+        let head = this.#heads.get(id);
+        if (head === undefined) {
+          const row = sql.getHead.get(id);
+          if (row === undefined) throw new Error(`append to missing conversation ${id}`);
+          head = { kind: kind(row.kind), lastSeq: num(row.last_seq), last: undefined, sentAtMsMax: 0 };
+        }
+        // Also finds an append of the same batch: it ran earlier in this transaction.
+        const original = sql.findDuplicate.get(id, message.senderId, message.clientMsgId);
+        if (original !== undefined) return { message: toMessage(original), duplicate: true };
+        const prevSeq = head.lastSeq;
+        const stored: StoredMessage = { ...message, data, seq: prevSeq + 1, prevSeq };
+        sql.insertMessage.run(
+          id, stored.seq, prevSeq, stored.messageId, stored.senderId, stored.sentAtMs, stored.contentType, stored.data, stored.clientMsgId,
+        );
+        // The head moves once per conversation and transaction (#flushHeads), to the last append.
+        this.#heads.set(id, { kind: head.kind, lastSeq: stored.seq, last: stored, sentAtMsMax: Math.max(head.sentAtMsMax, stored.sentAtMs) });
+        return { message: stored, duplicate: false };
+      },
+      false,
+    );
   }
 
   async readRange(conversationId: string, afterSeq: number, upToSeq: number | undefined, limit: number): Promise<StoredMessage[]> {
@@ -172,8 +232,8 @@ export class SqliteMessageStore implements MessageStore {
     return this.#read(() => this.#sql.listGroups.all(userId, bound(limit)).map((r) => str(r.conversation_id)));
   }
 
-  async markRead(userId: string, conversationId: string, readSeq: number): Promise<number> {
-    return this.#transaction(() => {
+  markRead(userId: string, conversationId: string, readSeq: number): Promise<number> {
+    return this.#write(WRITE_BYTES_BASE + userId.length + conversationId.length, () => {
       const sql = this.#sql;
       const row = sql.markDirectRead.get(readSeq, userId, conversationId) ?? sql.markGroupRead.get(readSeq, conversationId, userId);
       // No row: not a member (the caller checks membership), so there is no position to keep.
@@ -181,9 +241,11 @@ export class SqliteMessageStore implements MessageStore {
     });
   }
 
+  /** Commits the writes still queued, then closes the file. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#writes.drain();
     this.#db.close();
   }
 
@@ -203,8 +265,22 @@ export class SqliteMessageStore implements MessageStore {
     }
   }
 
-  #transaction<T>(body: () => T): T {
-    return this.#read(() => transact(this.#db, this.#sql, body));
+  /** Queues `body` for the next group commit; resolves once it is durable. Only appends pass `barrier = false`. */
+  #write<T>(bytes: number, body: () => T, barrier = true): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error("store is closed"));
+    return this.#writes.submit(bytes, body, barrier);
+  }
+
+  /** Moves the head (and a direct conversation's session entries) of every conversation appended to since the last flush. */
+  #flushHeads(): void {
+    const sql = this.#sql;
+    for (const [id, head] of this.#heads) {
+      const m = head.last;
+      if (m === undefined) continue;
+      sql.setHead.run(m.seq, m.prevSeq, m.messageId, m.senderId, m.sentAtMs, m.contentType, toPreview(m).data, m.clientMsgId, id);
+      if (head.kind === "direct") sql.advanceDirectSessions.run(m.seq, head.sentAtMsMax, id);
+    }
+    this.#heads.clear();
   }
 }
 
@@ -224,7 +300,7 @@ export function openSqliteMessageStore(options: SqliteMessageStoreOptions): Sqli
     db.exec("PRAGMA journal_mode = WAL");
     db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
     migrate(db);
-    return new SqliteMessageStore(db);
+    return new SqliteMessageStore(db, options);
   } catch (error) {
     db.close();
     throw mapError(error);
@@ -273,7 +349,6 @@ function transactionStatements(db: DatabaseSync): TransactionStatements {
 function prepareStatements(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);
   return {
-    ...transactionStatements(db),
     insertConversation: p(
       `INSERT INTO conversations (id, kind, title, owner_id, member_count, last_seq, created_at_ms)
        VALUES (?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO NOTHING`,
@@ -322,14 +397,10 @@ function prepareStatements(db: DatabaseSync) {
   };
 }
 
-/** Transient failures become StoreUnavailableError; anything else is a bug and propagates. */
-function mapError(error: unknown): unknown {
-  if (error instanceof StoreUnavailableError) return error;
-  const errcode = (error as { errcode?: unknown } | null)?.errcode;
-  if (typeof errcode === "number" && TRANSIENT_CODES.has(errcode & 0xff)) {
-    return new StoreUnavailableError(`sqlite store unavailable: ${(error as Error).message}`, { cause: error });
-  }
-  return error;
+function idsBytes(ids: readonly string[]): number {
+  let bytes = 0;
+  for (const id of ids) bytes += id.length + 16;
+  return bytes;
 }
 
 /** SQLite treats a negative LIMIT as none; the contract wants "at most limit". */

@@ -5,10 +5,15 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { StoredMessage } from "../../../server/core/model.js";
 import { StoreUnavailableError } from "../../../server/core/result.js";
-import { openCassandraMessageStore, type CassandraMessageStore, type CassandraMessageStoreOptions } from "../../../server/store/cassandra-message-store.js";
+import {
+  CassandraMessageStore,
+  openCassandraMessageStore,
+  type CassandraMessageStoreOptions,
+} from "../../../server/store/cassandra-message-store.js";
+import { CassandraSession } from "../../../server/store/cassandra-session.js";
 import { bucketOf, messageTimestamp } from "../../../server/store/cassandra-rows.js";
 import { SEQS_PER_BUCKET } from "../../../server/store/cassandra-schema.js";
-import type { NewMessage } from "../../../server/store/message-store.js";
+import type { AppendResult, NewMessage } from "../../../server/store/message-store.js";
 import { dropKeyspace, rawClient, sharedCassandraContactPoint, uniqueKeyspace } from "../../support/cassandra.js";
 
 vi.setConfig({ testTimeout: 60_000 });
@@ -222,14 +227,137 @@ describe("CassandraConversationLog: sequence ownership", () => {
   });
 });
 
+/** A session that counts the writes in flight per kind and lets a test delay or fail one. */
+class ObservedSession extends CassandraSession {
+  readonly inFlight = { message: 0, head: 0 };
+  readonly maxInFlight = { message: 0, head: 0 };
+  readonly count = { message: 0, head: 0 };
+  /** Runs before each write; what it throws or rejects with, the write does. */
+  beforeWrite: (query: string, params: readonly unknown[]) => Promise<void> | void = () => {};
+
+  override async write(query: string, params: readonly unknown[], idempotent: boolean): Promise<void> {
+    const kind = query.includes(`INSERT INTO ${keyspace}.messages `) ? "message" : /UPDATE \S+\.conversations USING TIMESTAMP \? SET last_seq = \?, /.test(query) ? "head" : undefined;
+    if (kind !== undefined) {
+      this.count[kind]++;
+      this.inFlight[kind]++;
+      this.maxInFlight[kind] = Math.max(this.maxInFlight[kind], this.inFlight[kind]);
+    }
+    try {
+      await this.beforeWrite(query, params);
+      await super.write(query, params, idempotent);
+    } finally {
+      if (kind !== undefined) this.inFlight[kind]--;
+    }
+  }
+}
+
+async function openObserved(processId: string): Promise<{ store: CassandraMessageStore; session: ObservedSession }> {
+  const options: CassandraMessageStoreOptions = {
+    contactPoints: [contactPoint],
+    localDataCenter: "datacenter1",
+    keyspace,
+    processId,
+    lease: { leaseMs: 2_000, clockSkewMaxMs: 200, blockSize: 100 },
+  };
+  const session = new ObservedSession(options);
+  await session.connect();
+  const store = new CassandraMessageStore(session, options);
+  opened.push(store);
+  return { store, session };
+}
+
+describe("CassandraConversationLog: pipelined appends", () => {
+  it("has the writes of concurrent appends to one conversation in flight at once and moves the head once per written prefix", async () => {
+    const { store, session } = await openObserved("p");
+    const id = await newGroup(store);
+    const results = await Promise.all(Array.from({ length: 64 }, (_, i) => store.append(message(id, "w1", `c${i}`))));
+    expect(results.map((r) => r.message.seq)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+    // One at a time, there would be one message write in flight and one head write per append.
+    expect(session.count.message).toBe(64);
+    expect(session.maxInFlight.message).toBeGreaterThanOrEqual(4);
+    expect(session.count.head).toBeLessThanOrEqual(32);
+    expect(session.maxInFlight.head).toBe(1);
+    const log = await store.readRange(id, 0, undefined, 100);
+    expect(log).toEqual(results.map((r) => r.message));
+    expect((await store.getConversation(id))?.lastSeq).toBe(64);
+  });
+
+  it("answers the written prefix when a write in the middle fails, fails the rest, and the next owner recovers a chain without the hole", async () => {
+    const { store, session } = await openObserved("p");
+    const id = await newGroup(store);
+    // The message write of c4 fails, after the writes issued with it have landed.
+    session.beforeWrite = async (query, params) => {
+      if (query.includes(`INSERT INTO ${keyspace}.messages `) && params.includes("c4")) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        throw new StoreUnavailableError("injected write failure");
+      }
+    };
+    const order: number[] = [];
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => {
+        const p = store.append(message(id, "w1", `c${i}`));
+        p.then(() => order.push(i), () => order.push(i));
+        return p;
+      }),
+    );
+    expect(order).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    expect(outcomes.slice(0, 4).map((o) => o.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "fulfilled"]);
+    expect((outcomes[4] as PromiseRejectedResult).reason).toBeInstanceOf(StoreUnavailableError);
+    // Issued with c4, the later ones were in flight behind it (rejected: their outcome is
+    // unknown) or waited for the next lease (answered).
+    for (const o of outcomes.slice(5)) if (o.status === "rejected") expect(o.reason).toBeInstanceOf(StoreUnavailableError);
+    // (c5 at least was written and waiting behind it: c4's write took 500 ms to fail.)
+    expect(outcomes[5]!.status).toBe("rejected");
+    expect((outcomes.slice(0, 4) as PromiseFulfilledResult<AppendResult>[]).map((o) => o.value.message.seq)).toEqual([1, 2, 3, 4]);
+
+    // Clients retry what failed, through the same store.
+    session.beforeWrite = () => {};
+    const retried = await Promise.all(
+      outcomes.map((o, i) => (o.status === "fulfilled" ? o.value : store.append(message(id, "w1", `c${i}`)))),
+    );
+    const log = await store.readRange(id, 0, undefined, 1_000);
+    expectChained(log);
+    expect(log.map((m) => m.clientMsgId).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `c${i}`).sort());
+    for (const r of retried) expect(log.find((m) => m.seq === r.message.seq)?.clientMsgId).toBe(r.message.clientMsgId);
+    // The failed lease was given up unclean: the next one recovered under a new generation.
+    expect(Number((await leaseRow(id)).get("generation"))).toBe(2);
+  });
+
+  it("takes over from an owner that crashed with appends in flight: the chain above the head up to its first hole becomes visible, the rest is fenced", async () => {
+    const a = await openStore("a");
+    const id = await newGroup(a);
+    await a.append(message(id, "w1", "a0"));
+    await a.append(message(id, "w1", "a1"));
+    await a.close();
+    const { generation, blockEnd } = await markOwnerCrashed(id);
+    // The crashed owner had seqs 3-7 in flight: 3 and 4 landed, 5 never did, 6 and 7 did; the head stayed at 2.
+    for (const [seq, key] of [[3, "p3"], [4, "p4"], [6, "p6"], [7, "p7"]] as const) {
+      await writeAsOwner(generation, rawMessage(id, seq, seq - 1, key), false);
+    }
+    const b = await openStore("b");
+    const next = await b.append(message(id, "w2", "b0"));
+    expect(next.message).toMatchObject({ seq: blockEnd + 1, prevSeq: 4 });
+    const log = await b.readRange(id, 0, undefined, 100);
+    expect(log.map((m) => m.clientMsgId)).toEqual(["a0", "a1", "p3", "p4", "b0"]);
+    expectChained(log);
+    // p4 became visible: its retry is a duplicate. p6 was fenced: its retry is a new message.
+    expect((await b.append(message(id, "w1", "p4"))).duplicate).toBe(true);
+    const p6 = await b.append(message(id, "w1", "p6"));
+    expect(p6.duplicate).toBe(false);
+    expect(p6.message).toMatchObject({ seq: blockEnd + 2, prevSeq: blockEnd + 1 });
+    expectChained(await b.readRange(id, 0, undefined, 100));
+  });
+});
+
 describe("CassandraConversationLog: writer processes", () => {
   const dir = mkdtempSync(join(tmpdir(), "cassandra-writers-"));
   const worker = join(dir, "append-worker.mts");
   const storeUrl = new URL("../../../server/store/cassandra-message-store.ts", import.meta.url).href;
   const resultUrl = new URL("../../../server/core/result.ts", import.meta.url).href;
   // Each worker is a gateway process with its own store: two clients in it append `count`
-  // messages each, retrying a failed append with the same clientMsgId like the SDK does, and
-  // print one line per acknowledged append. Options: JSON in argv.
+  // messages each (`inFlight` at a time, default 1), retrying a failed append with the same
+  // clientMsgId like the SDK does, and print one line per acknowledged append. Options: JSON
+  // in argv.
   writeFileSync(
     worker,
     `import { existsSync } from "node:fs";
@@ -242,7 +370,11 @@ describe("CassandraConversationLog: writer processes", () => {
     process.stdout.write("READY\\n");
     if (o.waitFor) while (!existsSync(o.waitFor)) await sleep(5);
     const client = async (sender) => {
-      for (let i = 0; i < o.count; i++) {
+      let next = 0;
+      await Promise.all(Array.from({ length: o.inFlight ?? 1 }, () => one(sender, () => next++)));
+    };
+    const one = async (sender, take) => {
+      for (let i = take(); i < o.count; i = take()) {
         const clientMsgId = sender + "-" + i;
         for (let attempt = 0; ; attempt++) {
           try {
@@ -316,6 +448,24 @@ describe("CassandraConversationLog: writer processes", () => {
     expectAcksInLog(log, workers);
     // Clean handovers only: no seq was skipped.
     expect(log.map((m) => m.seq)).toEqual(log.map((_, i) => i + 1));
+  }, 120_000);
+
+  it("keeps every acknowledged append when a writer with many appends in flight is killed mid-stream", async () => {
+    const setup = await openStore("setup");
+    const conversationId = await newGroup(setup);
+    const go = join(dir, `go-${conversationId.slice(2)}`);
+    const victim = startWorker({ name: "v", conversationId, count: 100_000, inFlight: 32 });
+    await expect.poll(() => victim.acks.size, { timeout: 60_000, interval: 5 }).toBeGreaterThanOrEqual(300);
+    victim.child.kill("SIGKILL");
+    await victim.exit;
+    const survivor = startWorker({ name: "s", conversationId, count: 10, inFlight: 4, waitFor: go });
+    writeFileSync(go, "");
+    expect(await survivor.exit, survivor.output.slice(-5).join("\n")).toBe(0);
+    const log = await setup.readRange(conversationId, 0, undefined, 100_000);
+    expectChained(log);
+    expectAcksInLog(log, [victim, survivor]);
+    expect(log.filter((m) => m.senderId.startsWith("s"))).toHaveLength(20);
+    expect(Number((await leaseRow(conversationId)).get("generation"))).toBeGreaterThanOrEqual(2);
   }, 120_000);
 
   it("lets the others take over when a writer process is killed while it owns the conversation", async () => {

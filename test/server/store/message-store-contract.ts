@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { compareSessions, PREVIEW_BYTES_MAX, type StoredMessage } from "../../../server/core/model.js";
-import type { MessageStore, NewMessage } from "../../../server/store/message-store.js";
+import { StoreUnavailableError } from "../../../server/core/result.js";
+import type { AppendResult, MessageStore, NewMessage } from "../../../server/store/message-store.js";
 
 /** How the suite gets a store; `durable` adapters also say how to reopen the same data. */
 export interface MessageStoreContractOptions {
@@ -158,6 +159,79 @@ export function describeMessageStoreContract(
         expect(log).toEqual(results.map((r) => r.message).sort((a, b) => a.seq - b.seq));
         expect(new Set(log.map((m) => m.clientMsgId)).size).toBe(200);
         expect((await store.getConversation(GROUP))?.lastSeq).toBe(log[log.length - 1]?.seq);
+      });
+
+      it("gives appends to one conversation seqs in the order they were issued and settles them in that order", async () => {
+        const issued: Array<{ readonly id: string; readonly key: string; readonly promise: Promise<AppendResult> }> = [];
+        const settled: string[] = [];
+        const issue = (id: string, senderId: string, clientMsgId: string): Promise<AppendResult> => {
+          const promise = store.append(message(id, senderId, clientMsgId));
+          const key = `${senderId}/${clientMsgId}`;
+          issued.push({ id, key, promise });
+          promise.then(
+            () => settled.push(`${id} ${key}`),
+            () => settled.push(`${id} ${key}`),
+          );
+          return promise;
+        };
+        // Many at once, to two conversations, some repeating a clientMsgId that is in flight.
+        for (let i = 0; i < 150; i++) {
+          const first = issue(GROUP, "bob", `c${i}`);
+          if (i % 10 === 5) issue(GROUP, "bob", `c${i - 5}`);
+          if (i % 3 === 0) issue(DIRECT, "alice", `c${i}`);
+          // Issued from a settlement, while later ones are still in flight.
+          if (i % 50 === 7) void first.then(() => issue(GROUP, "carol", `from-settlement-${i}`));
+        }
+        // And from a later turn of the event loop, while the first ones are in flight.
+        await new Promise((resolve) => setImmediate(resolve));
+        for (let i = 150; i < 200; i++) issue(GROUP, "bob", `c${i}`);
+        await Promise.all(issued.map((x) => x.promise));
+        // Every promise is settled by now, so `issued` holds the settlements' appends too.
+        await Promise.all(issued.map((x) => x.promise));
+
+        for (const id of [GROUP, DIRECT]) {
+          const mine = issued.filter((x) => x.id === id);
+          expect(settled.filter((s) => s.startsWith(`${id} `))).toEqual(mine.map((x) => `${id} ${x.key}`));
+          const results = await Promise.all(mine.map((x) => x.promise));
+          const fresh = results.filter((r) => !r.duplicate).map((r) => r.message);
+          expect(fresh.map((m) => `${m.senderId}/${m.clientMsgId}`)).toEqual([...new Set(mine.map((x) => x.key))]);
+          expectChain(fresh);
+          expect(await readAll(id)).toEqual(fresh);
+          const firstOf = new Map(fresh.map((m) => [`${m.senderId}/${m.clientMsgId}`, m]));
+          for (const [i, r] of results.entries()) {
+            if (r.duplicate) expect(r.message, mine[i]!.key).toEqual(firstOf.get(mine[i]!.key));
+          }
+        }
+        expect(issued.filter((x) => x.key.startsWith("carol/"))).toHaveLength(3);
+        expect((await Promise.all(issued.map((x) => x.promise))).filter((r) => r.duplicate)).toHaveLength(15);
+      });
+
+      it("answers a clientMsgId repeated while its first append is in flight with the first result", async () => {
+        const [first, other, again] = await Promise.all([
+          store.append(message(GROUP, "alice", "k")),
+          store.append(message(GROUP, "bob", "x")),
+          store.append(message(GROUP, "alice", "k", { data: bytes(5) })),
+        ]);
+        expect(first.duplicate).toBe(false);
+        expect(other.duplicate).toBe(false);
+        expect(again).toEqual({ message: first.message, duplicate: true });
+        expect((await readAll(GROUP)).map((m) => m.clientMsgId)).toEqual(["k", "x"]);
+      });
+
+      it("fails only the append that cannot commit among appends issued together", async () => {
+        const outcomes = await Promise.allSettled([
+          store.append(message(GROUP, "alice", "a")),
+          store.append(message("g:nowhere", "alice", "b")),
+          store.append(message(GROUP, "bob", "c")),
+          store.append(message(DIRECT, "bob", "d")),
+        ]);
+        expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected", "fulfilled", "fulfilled"]);
+        expect((outcomes[1] as PromiseRejectedResult).reason).not.toBeInstanceOf(StoreUnavailableError);
+        const group = await readAll(GROUP);
+        expect(group.map((m) => m.clientMsgId)).toEqual(["a", "c"]);
+        expectChain(group);
+        expect((await readAll(DIRECT)).map((m) => m.clientMsgId)).toEqual(["d"]);
+        expect(await readAll("g:nowhere")).toEqual([]);
       });
 
       it("copies the body: mutating the input afterwards changes nothing stored", async () => {
