@@ -250,7 +250,12 @@ export class SyncEngine<M extends ChainMessage> {
     const effects: SyncEffect<M>[] = [];
     if (this.#waiting.size === 0) return effects;
     const now = this.#clock.nowMs();
-    for (const state of [...this.#waiting]) if (state.waitUntilMs <= now) this.#repair(state, effects);
+    for (const state of [...this.#waiting]) {
+      if (state.waitUntilMs > now) continue;
+      this.#repair(state, effects);
+      // Whatever repair decided, this deadline has passed: it must not be reported again.
+      if (state.waitUntilMs !== 0 && state.waitUntilMs <= now) this.#unwait(state);
+    }
     return effects;
   }
 
