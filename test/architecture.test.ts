@@ -9,6 +9,11 @@ const PURE = [
   "server/route/publication.ts",
   "server/route/channel-publisher.ts",
   "client/sync-engine.ts",
+  "client/client-core.ts",
+  "client/client-protocol.ts",
+  "client/heartbeat.ts",
+  "client/outbox.ts",
+  "client/clock.ts",
   "client/backoff.ts",
 ];
 
