@@ -266,7 +266,7 @@ export class ClientCore<M extends ChainMessage> {
     this.#heartbeat.heard(this.#s.clock.nowMs());
     this.#setState("syncing");
     this.#apply(this.#engine.connected());
-    for (const entry of [...this.#outbox.entries()]) if (entry.status === WAITING && this.#ready) this.#transmit(entry);
+    if (this.#outbox.size > 0) for (const entry of [...this.#outbox.entries()]) if (entry.status === WAITING && this.#ready) this.#transmit(entry);
   }
 
   /** A pushed message arrived on `link`. */
@@ -495,11 +495,14 @@ export class ClientCore<M extends ChainMessage> {
   #failRequests(failure: RequestFailure): void {
     const inFlight = this.#inFlight;
     const queue = this.#queue;
-    this.#inFlight = undefined;
+    if ((inFlight === undefined || inFlight.size === 0) && (queue === undefined || queue.length === 0)) return;
+    // Detached before the app hears of it: a markRead it makes in reply must not land in them.
+    const settled = inFlight === undefined ? [] : [...inFlight.values()];
+    inFlight?.clear();
     this.#queue = undefined;
     this.#markReadsQueued = 0;
     const outcome = { ok: false as const, failure };
-    if (inFlight !== undefined) for (const p of inFlight.values()) if (p.kind === "markRead") this.#host.markReadSettled(p.handle, outcome);
+    for (const p of settled) if (p.kind === "markRead") this.#host.markReadSettled(p.handle, outcome);
     if (queue !== undefined) for (const q of queue) if (q.purpose.kind === "markRead") this.#host.markReadSettled(q.purpose.handle, outcome);
   }
 

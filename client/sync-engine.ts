@@ -132,8 +132,8 @@ export const REORDER_WINDOW_MS_DEFAULT = 50;
 /** The per-connection-lifetime sync state machine. See the file comment. */
 export class SyncEngine<M extends ChainMessage> {
   readonly #conversations = new Map<string, ConversationState<M>>();
-  /** Conversations whose first hole waits for its reorder window. */
-  readonly #waiting = new Set<ConversationState<M>>();
+  /** Conversations whose first hole waits for its reorder window (allocated on first use: most clients never wait). */
+  #waiting: Set<ConversationState<M>> | undefined;
   readonly #pendingMax: number;
   readonly #clock: Clock;
   readonly #reorderWindowMs: number;
@@ -153,14 +153,14 @@ export class SyncEngine<M extends ChainMessage> {
   /** The connection is up: sync before anything else. */
   connected(): SyncEffect<M>[] {
     this.#phase = "syncing";
-    this.#waiting.clear();
+    this.#waiting?.clear();
     return [{ type: "sync", cursors: this.cursors() }];
   }
 
   /** The connection is gone: requests in flight are lost; buffered messages are kept. */
   disconnected(): void {
     this.#phase = "offline";
-    this.#waiting.clear();
+    this.#waiting?.clear();
     for (const state of this.#conversations.values()) {
       state.fetching = false;
       state.waitUntilMs = 0;
@@ -182,7 +182,7 @@ export class SyncEngine<M extends ChainMessage> {
     for (const id of answer.removedConversationIds) {
       const state = this.#conversations.get(id);
       if (state === undefined) continue;
-      this.#waiting.delete(state);
+      this.#waiting?.delete(state);
       this.#conversations.delete(id);
       effects.push({ type: "removed", conversationId: id });
     }
@@ -248,7 +248,7 @@ export class SyncEngine<M extends ChainMessage> {
   /** Fetches the gaps whose reorder window has ended. */
   tick(): SyncEffect<M>[] {
     const effects: SyncEffect<M>[] = [];
-    if (this.#waiting.size === 0) return effects;
+    if (this.#waiting === undefined || this.#waiting.size === 0) return effects;
     const now = this.#clock.nowMs();
     for (const state of [...this.#waiting]) {
       if (state.waitUntilMs > now) continue;
@@ -262,6 +262,7 @@ export class SyncEngine<M extends ChainMessage> {
   /** When tick() has something to do next, or undefined when no gap waits. */
   nextDueMs(): number | undefined {
     let due: number | undefined;
+    if (this.#waiting === undefined) return due;
     for (const state of this.#waiting) if (due === undefined || state.waitUntilMs < due) due = state.waitUntilMs;
     return due;
   }
@@ -376,7 +377,7 @@ export class SyncEngine<M extends ChainMessage> {
     }
     if (dueAtMs > this.#clock.nowMs()) {
       state.waitUntilMs = dueAtMs;
-      this.#waiting.add(state);
+      (this.#waiting ??= new Set()).add(state);
       return;
     }
     this.#unwait(state);
@@ -390,7 +391,7 @@ export class SyncEngine<M extends ChainMessage> {
   #unwait(state: ConversationState<M>): void {
     if (state.waitUntilMs === 0) return;
     state.waitUntilMs = 0;
-    this.#waiting.delete(state);
+    this.#waiting?.delete(state);
   }
 
   #moveRead(state: ConversationState<M>, readSeq: number, effects: SyncEffect<M>[]): void {
