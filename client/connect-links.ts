@@ -49,6 +49,8 @@ export function openStreamLink(gateway: Client<typeof GatewayService>, headers: 
             sink.failure(Number(response.requestId), errorOfFrame(frame.value));
             break;
           case undefined:
+          case "membership":
+            // Membership events are not part of the SDK's model yet; a sync reports removals.
             break;
           default:
             sink.answer(Number(response.requestId), frame);
