@@ -3,7 +3,8 @@ import { GatewayService, type Disconnect, type SendResponse } from "../gen/im/v1
 import { ConversationService } from "../gen/im/v1/conversation_pb.js";
 import type { Session } from "../gen/im/v1/message_pb.js";
 import type { BackoffOptions } from "./backoff.js";
-import { ClientCore, clientSettings, type ClientHost, type ClientState, type Settled } from "./client-core.js";
+import { ClientCore, type ClientHost, type ClientState, type Settled } from "./client-core.js";
+import { clientSettings } from "./client-settings.js";
 import { fromWireMessage, type ClientMessage } from "./client-message.js";
 import type { PendingSend, SendAck } from "./client-protocol.js";
 import type { ClientStore, HistoryQuery } from "./client-store.js";

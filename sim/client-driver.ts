@@ -1,4 +1,5 @@
-import { ClientCore, clientSettings, type ClientRestore, type ClientSettings, type Settled } from "../client/client-core.js";
+import { ClientCore, type ClientRestore, type Settled } from "../client/client-core.js";
+import { clientSettings, type ClientSettings } from "../client/client-settings.js";
 import type { ClientRequest, DisconnectKind, LinkCloseCause, PendingSend, RequestFailure, SendAck } from "../client/client-protocol.js";
 import { SyncEngine } from "../client/sync-engine.js";
 import { directConversationId } from "../server/core/conversation-id.js";

@@ -1,5 +1,5 @@
 import { NO_FAULTS, type FaultConfig } from "./fault-plan.js";
-import { CLIENT_DEFAULTS } from "../client/client-core.js";
+import { CLIENT_DEFAULTS } from "../client/client-settings.js";
 import type { ClientConfig } from "./device.js";
 
 /** The scenarios of `npm run sim -- <scenario>`. */

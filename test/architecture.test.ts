@@ -10,6 +10,7 @@ const PURE = [
   "server/route/channel-publisher.ts",
   "client/sync-engine.ts",
   "client/client-core.ts",
+  "client/client-settings.ts",
   "client/client-protocol.ts",
   "client/heartbeat.ts",
   "client/outbox.ts",

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ClientCore, clientSettings, type ClientCoreOptions, type ClientHost, type ClientState, type Settled } from "../../client/client-core.js";
+import { ClientCore, type ClientHost, type ClientState, type Settled } from "../../client/client-core.js";
+import { clientSettings, type ClientCoreOptions } from "../../client/client-settings.js";
 import type { ClientRequest, DisconnectKind, LinkCloseCause, PendingSend, RequestFailure, SendAck } from "../../client/client-protocol.js";
 import type { ChainMessage, ClientCursor } from "../../client/sync-engine.js";
 
