@@ -347,9 +347,10 @@ export class ImClient extends Emitter<ImClientEvents> {
         this.#links.set(link, io);
         if (!browser) this.#core.linkReady(link);
       },
-      closeLink: (link) => {
+      closeLink: (link, cause) => {
         this.#links.get(link)?.close();
         this.#links.delete(link);
+        if (cause === "heartbeat-timeout") this.emit("error", new ConnectError("no answer from the server within the heartbeat timeout", Code.DeadlineExceeded));
       },
       write: (link, requestId, request) => this.#links.get(link)?.write(requestId, request),
       stateChanged: (state) => this.emit("state", state),
