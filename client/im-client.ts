@@ -1,28 +1,20 @@
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createWritableIterable, type WritableIterable } from "@connectrpc/connect/protocol";
-import {
-  ConnectRequestSchema,
-  DisconnectReason,
-  GatewayService,
-  type ConnectRequest,
-  type ConnectResponse,
-  type Disconnect,
-  type FetchRangeResponse,
-  type MarkReadResponse,
-  type ReadPosition,
-  type SendResponse,
-  type SyncResponse,
-} from "../gen/im/v1/gateway_pb.js";
+import { GatewayService, type Disconnect, type SendResponse } from "../gen/im/v1/gateway_pb.js";
 import { ConversationService } from "../gen/im/v1/conversation_pb.js";
-import { ErrorDetailSchema, type Message, type Session } from "../gen/im/v1/message_pb.js";
-import { backoffDelayMs, type BackoffOptions } from "./backoff.js";
+import type { Session } from "../gen/im/v1/message_pb.js";
+import type { BackoffOptions } from "./backoff.js";
+import { ClientCore, type ClientHost, type ClientState, type Settled } from "./client-core.js";
+import { clientSettings } from "./client-settings.js";
 import { fromWireMessage, type ClientMessage } from "./client-message.js";
+import type { PendingSend, SendAck } from "./client-protocol.js";
+import type { ClientStore, HistoryQuery } from "./client-store.js";
+import type { Clock } from "./clock.js";
+import { openBrowserLink, openStreamLink, type LinkIo, type LinkSink } from "./connect-links.js";
 import { Emitter } from "./emitter.js";
-import { SyncEngine, type ClientCursor, type SyncEffect, type SyncEngineFaults } from "./sync-engine.js";
+import type { ClientCursor } from "./sync-engine.js";
+import { answerOf, disconnectKind, errorOfFailure, failureOf, sendResponseOf, syncAnswerOf } from "./wire-codec.js";
 
-/** Connection states, in the order a healthy client goes through them. */
-export type ClientState = "idle" | "connecting" | "syncing" | "live" | "offline" | "closed";
+export type { ClientState } from "./client-core.js";
 
 /** What the client tells the app. */
 export interface ImClientEvents {
@@ -42,6 +34,10 @@ export interface ImClientEvents {
   error: Error;
   /** A gap could not be closed; the next sync retries. */
   stuck: { conversationId: string; lastSeq: number };
+  /** A send was stored by the server: every acknowledged send, including those resumed from a ClientStore after a restart. */
+  sent: SendResponse;
+  /** A send was refused for good (not retryable); it left the outbox. */
+  sendFailed: { clientMsgId: string; error: ConnectError };
 }
 
 /** What to send. */
@@ -68,21 +64,39 @@ export interface ImClientOptions {
   readonly transport: Transport | ((attempt: number) => Transport);
   /** A bearer token, or a function that returns a fresh one (called on every (re)connect). */
   readonly token: string | (() => string | Promise<string>);
-  /** Interval of pings on an idle connection. Default 15 s. */
+  /**
+   * Ping after this long without writing anything. Default 15 s. 0: no application pings;
+   * liveness is then the transport's job: give connect-node's transport `pingIntervalMs` and
+   * `pingTimeoutMs` (HTTP/2 PING keepalive) and a dead link ends the stream.
+   */
   readonly heartbeatIntervalMs?: number;
-  /** Silence from the server after which the connection is abandoned. Default 45 s. */
+  /**
+   * Silence from the server after which the connection is abandoned. Default 45 s with pings
+   * or in browser mode (the server sends heartbeats there); 0 (off) when heartbeatIntervalMs is 0.
+   */
   readonly heartbeatTimeoutMs?: number;
-  /** Reconnect backoff. Default 250 ms doubling to 30 s, full jitter. */
+  /** Reconnect backoff. Default 250 ms doubling to 30 s, full jitter; reset once live. */
   readonly backoff?: BackoffOptions;
   /**
    * While live and idle, sync this often, so a push lost at the tail of a conversation (which
-   * shows no prev_seq gap until the next message) is seen within this bound. Default 60 s.
+   * shows no prev_seq gap until the next message) is seen within this bound. Default 60 s; 0: never.
    */
   readonly resyncIntervalMs?: number;
   /** Most sends waiting for acknowledgement; send() rejects beyond it. Default 1000. */
   readonly outboxMax?: number;
+  /** Most requests in flight on the connection; more wait their turn. Default 32 (the server allows 64). */
+  readonly requestsInFlightMax?: number;
+  /** How long a gap a push revealed waits for a reordered push before it is fetched. Default 50 ms. */
+  readonly reorderWindowMs?: number;
   /** Where the client stood before (restored from the app's storage). */
   readonly cursors?: readonly ClientCursor[];
+  /** Sends a previous run never got acknowledged, resent first with their clientMsgId. */
+  readonly outbox?: readonly PendingSend[];
+  /**
+   * The SDK's data layer: delivered messages, cursors and the outbox are written to it as they
+   * change. Open the client with `ImClient.open(options)` to resume from what it holds.
+   */
+  readonly store?: ClientStore;
   /** [0, 1) randomness for backoff jitter and client_msg_ids. Default Math.random. */
   readonly random?: () => number;
   /** The user's id, for the sender of its own messages; read from the token's `sub` when absent. */
@@ -92,101 +106,68 @@ export interface ImClientOptions {
    * unary calls, for runtimes that cannot open bidirectional streams (browsers).
    */
   readonly mode?: "stream" | "browser";
-  /** Test-only switches that break the client on purpose. */
-  readonly faults?: SyncEngineFaults & { readonly dropPush?: (m: ClientMessage) => boolean };
 }
 
-interface PendingRequest {
-  resolve(frame: ConnectResponse["frame"]): void;
-  reject(error: ConnectError): void;
-}
+/** A monotonic clock (performance.now exists in browsers and Node). */
+const monotonicClock: Clock = { nowMs: () => performance.now() };
 
-interface OutboxEntry {
-  readonly request: ConnectRequest["frame"] & { case: "send" };
-  readonly contentType: string;
-  readonly data: Uint8Array;
-  /** Retries of this send on live connections, for its backoff. */
-  attempts: number;
-  resolve(result: SendResponse): void;
+interface Waiter<T> {
+  resolve(value: T): void;
   reject(error: Error): void;
 }
 
-/** One connection: how requests reach the server and get their answers. */
-interface Link {
-  request(frame: ConnectRequest["frame"]): Promise<ConnectResponse["frame"]>;
-  /** Fails every request still waiting. */
-  close(lost: ConnectError): void;
-}
-
-/** Requests as frames on the bidi stream, answered by frames with the same request_id. */
-function bidiLink(abort: AbortController): Link & { outgoing: WritableIterable<ConnectRequest>; answer(r: ConnectResponse): void } {
-  const outgoing = createWritableIterable<ConnectRequest>();
-  const pending = new Map<bigint, PendingRequest>();
-  let nextRequestId = 1n;
-  return {
-    outgoing,
-    request(frame) {
-      if (abort.signal.aborted) return Promise.reject(new ConnectError("not connected", Code.Unavailable));
-      const requestId = nextRequestId++;
-      return new Promise((resolve, reject) => {
-        pending.set(requestId, { resolve, reject });
-        outgoing.write(create(ConnectRequestSchema, { requestId, frame })).catch((error: unknown) => {
-          pending.delete(requestId);
-          reject(ConnectError.from(error));
-        });
-      });
-    },
-    answer(response) {
-      const waiting = pending.get(response.requestId);
-      pending.delete(response.requestId);
-      const frame = response.frame;
-      if (frame.case === "error") {
-        const detail = frame.value.detail;
-        waiting?.reject(new ConnectError(frame.value.message, frame.value.code as Code, undefined, detail === undefined ? undefined : [{ desc: ErrorDetailSchema, value: detail }]));
-      } else {
-        waiting?.resolve(frame);
-      }
-    },
-    close(lost) {
-      outgoing.close();
-      for (const p of pending.values()) p.reject(lost);
-      pending.clear();
-    },
-  };
-}
-
 /**
- * The SDK client: one long connection (Connect bidi stream), heartbeats, reconnect with
- * jittered exponential backoff, sync on every (re)connect, gap repair, and idempotent resend of
- * unacknowledged sends. All ordering and gap logic lives in SyncEngine.
+ * The SDK client: a thin shell over ClientCore (client/client-core.ts), which holds all the
+ * logic (connection lifecycle, reconnects, heartbeats, outbox, sync and gap repair). This
+ * class owns what the core must not: the Connect transport and its streams, the token
+ * provider, one real timer (armed at the core's next wake time), the app's promises and
+ * events, and the writes to an optional ClientStore.
  */
 export class ImClient extends Emitter<ImClientEvents> {
   /** Generated client of the conversation service, with the token attached. */
   readonly conversations: Client<typeof ConversationService>;
   #gateway: Client<typeof GatewayService>;
   #conversationClient: Client<typeof ConversationService>;
-  #attempts = 0;
   readonly #options: ImClientOptions;
-  readonly #engine: SyncEngine<ClientMessage>;
-  readonly #outbox = new Map<string, OutboxEntry>();
+  readonly #core: ClientCore<ClientMessage>;
   readonly #random: () => number;
-  #state: ClientState = "idle";
-  #link: Link | undefined;
-  /** Aborts the current connection attempt or connection. */
-  #abort: AbortController | undefined;
-  #closed = false;
-  #running: Promise<void> | undefined;
-  #wakeSleep: (() => void) | undefined;
+  readonly #links = new Map<number, LinkIo>();
+  readonly #sends = new Map<string, Waiter<SendResponse>[]>();
+  readonly #markReads = new Map<number, Waiter<number>>();
+  #nextHandle = 0;
   #userId = "";
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt: number | undefined;
+  /** Store writes, one after the other, in the order the changes happened. */
+  #storeWrites: Promise<void> = Promise.resolve();
+
+  /** A client resumed from `options.store`: its cursors and its outbox (resent with the same clientMsgIds). */
+  static async open(options: ImClientOptions): Promise<ImClient> {
+    const saved = options.store === undefined ? undefined : await options.store.load();
+    return new ImClient(saved === undefined ? options : { ...options, cursors: saved.cursors, outbox: saved.outbox });
+  }
 
   constructor(options: ImClientOptions) {
     super();
     this.#options = options;
     this.#random = options.random ?? Math.random;
-    this.#engine = new SyncEngine<ClientMessage>({ cursors: options.cursors, faults: options.faults });
     const transport = typeof options.transport === "function" ? options.transport(0) : options.transport;
     this.#gateway = createClient(GatewayService, transport);
     this.#conversationClient = createClient(ConversationService, transport);
+    const settings = clientSettings<ClientMessage>({
+      clock: monotonicClock,
+      random: this.#random,
+      ownMessage: (ack, send) => ownMessage(ack, send, this.#userId),
+      mode: options.mode,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+      backoff: options.backoff,
+      resyncIntervalMs: options.resyncIntervalMs,
+      outboxMax: options.outboxMax,
+      requestsInFlightMax: options.requestsInFlightMax,
+      reorderWindowMs: options.reorderWindowMs,
+    });
+    this.#core = new ClientCore(settings, this.#host(), { cursors: options.cursors, outbox: options.outbox });
     // Attach the bearer token to every conversation-service call, on the current transport.
     this.conversations = new Proxy(this.#conversationClient, {
       get: (_target, key) => {
@@ -204,23 +185,23 @@ export class ImClient extends Emitter<ImClientEvents> {
 
   /** The connection state. */
   get state(): ClientState {
-    return this.#state;
+    return this.#core.state;
   }
 
   /** Opens the connection and keeps it open (reconnecting) until close(). */
   start(): void {
-    this.#running ??= this.#run();
+    this.#core.start();
+    this.#arm();
   }
 
-  /** Closes the connection for good. Unacknowledged sends are rejected. */
+  /**
+   * Closes the connection for good. Unacknowledged sends are rejected; with a store they stay
+   * in its outbox, so the next ImClient.open resends them.
+   */
   async close(): Promise<void> {
-    this.#closed = true;
-    this.#abort?.abort();
-    this.#wakeSleep?.();
-    await this.#running;
-    for (const entry of this.#outbox.values()) entry.reject(new ConnectError("client closed", Code.Canceled));
-    this.#outbox.clear();
-    this.#setState("closed");
+    this.#core.close();
+    this.#arm();
+    await this.#storeWrites;
   }
 
   /**
@@ -228,53 +209,60 @@ export class ImClient extends Emitter<ImClientEvents> {
    * reconnects if needed. The same clientMsgId is used for every retry, so it is stored once.
    */
   send(input: SendInput): Promise<SendResponse> {
-    if (this.#closed) return Promise.reject(new ConnectError("client closed", Code.Canceled));
-    if (this.#outbox.size >= (this.#options.outboxMax ?? 1000)) {
-      return Promise.reject(new ConnectError("too many sends waiting for acknowledgement", Code.ResourceExhausted));
-    }
     const data = typeof input.body === "string" ? new TextEncoder().encode(input.body) : input.body;
     const contentType = input.contentType ?? (typeof input.body === "string" ? "text/plain; charset=utf-8" : "application/octet-stream");
-    const clientMsgId = input.clientMsgId ?? this.#randomId();
-    const target =
-      input.conversationId !== undefined
-        ? { case: "conversationId" as const, value: input.conversationId }
-        : { case: "toUserId" as const, value: input.toUserId ?? "" };
+    const send: PendingSend = {
+      clientMsgId: input.clientMsgId ?? this.#randomId(),
+      conversationId: input.conversationId ?? "",
+      toUserId: input.conversationId !== undefined ? "" : (input.toUserId ?? ""),
+      contentType,
+      data,
+    };
     return new Promise<SendResponse>((resolve, reject) => {
-      const entry: OutboxEntry = {
-        request: { case: "send", value: { $typeName: "im.v1.SendRequest", target, clientMsgId, body: { $typeName: "im.v1.MessageBody", contentType, data } } },
-        contentType,
-        data,
-        attempts: 0,
-        resolve,
-        reject,
-      };
-      this.#outbox.set(clientMsgId, entry);
-      if (this.#state === "syncing" || this.#state === "live") this.#transmit(entry);
+      const waiters = this.#sends.get(send.clientMsgId) ?? [];
+      waiters.push({ resolve, reject });
+      this.#sends.set(send.clientMsgId, waiters);
+      const outcome = this.#core.send(send);
+      if (outcome === "queued") {
+        this.#persist((store) => store.addOutbox(send));
+      } else if (outcome !== "duplicate") {
+        waiters.pop();
+        if (waiters.length === 0) this.#sends.delete(send.clientMsgId);
+        reject(outcome === "closed" ? new ConnectError("client closed", Code.Canceled) : new ConnectError("too many sends waiting for acknowledgement", Code.ResourceExhausted));
+      }
+      this.#arm();
     });
   }
 
   /** Marks a conversation read up to `readSeq` (needs a live connection). */
-  async markRead(conversationId: string, readSeq: number): Promise<number> {
-    const frame = await this.#request({ case: "markRead", value: { $typeName: "im.v1.MarkReadRequest", conversationId, readSeq: BigInt(readSeq) } });
-    const effective = Number((frame as { value: MarkReadResponse }).value.readSeq);
-    // The server tells this user's other connections, not this one: the answer moves ours.
-    this.#apply(this.#engine.readPosition(conversationId, effective), () => {});
-    return effective;
+  markRead(conversationId: string, readSeq: number): Promise<number> {
+    const handle = ++this.#nextHandle;
+    return new Promise<number>((resolve, reject) => {
+      this.#markReads.set(handle, { resolve, reject });
+      this.#core.markRead(handle, conversationId, readSeq);
+      this.#arm();
+    });
   }
 
   /** Cursors to persist, so a restarted app syncs only what is new. */
   cursors(): ClientCursor[] {
-    return this.#engine.cursors();
+    return this.#core.cursors();
   }
 
   /** The last delivered seq of a conversation. */
   lastSeq(conversationId: string): number {
-    return this.#engine.lastSeq(conversationId);
+    return this.#core.lastSeq(conversationId);
   }
 
   /** True when live, synced, with no gap being repaired and no send waiting. */
   idle(): boolean {
-    return this.#state === "live" && this.#engine.idle() && this.#outbox.size === 0;
+    return this.#core.idle();
+  }
+
+  /** Stored history of a conversation, ascending, offline too (empty without a store). */
+  async history(conversationId: string, query?: HistoryQuery): Promise<ClientMessage[]> {
+    await this.#storeWrites;
+    return (await this.#options.store?.messages(conversationId, query)) ?? [];
   }
 
   async #token(): Promise<string> {
@@ -288,274 +276,152 @@ export class ImClient extends Emitter<ImClientEvents> {
     return id;
   }
 
-  #setState(state: ClientState): void {
-    if (this.#state === state) return;
-    this.#state = state;
-    this.emit("state", state);
+  /** Keeps one timer, at the core's next wake time. */
+  #arm(): void {
+    const at = this.#core.nextWakeMs();
+    if (at === this.#timerAt) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = at;
+    if (at !== undefined) this.#timer = setTimeout(this.#wake, Math.max(0, Math.ceil(at - monotonicClock.nowMs())));
   }
 
-  async #run(): Promise<void> {
-    let attempt = 0;
-    while (!this.#closed) {
-      this.#setState("connecting");
-      let disconnect: Disconnect | undefined;
-      try {
-        disconnect = await this.#session(() => (attempt = 0));
-      } catch (error) {
-        if (!this.#closed) this.emit("error", ConnectError.from(error));
-      }
-      if (this.#closed) break;
-      this.#setState("offline");
-      const backoff = this.#options.backoff ?? { baseMs: 250, maxMs: 30_000 };
-      const immediate = disconnect?.reason === DisconnectReason.SLOW_CONSUMER || disconnect?.reason === DisconnectReason.TOKEN_EXPIRED;
-      const delay = immediate && attempt === 0 ? 0 : Math.max(disconnect?.reconnectAfterMs ?? 0, backoffDelayMs(attempt, backoff, this.#random));
-      attempt++;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.#wakeSleep = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+  readonly #wake = (): void => {
+    this.#timer = undefined;
+    this.#timerAt = undefined;
+    this.#core.tick();
+    this.#arm();
+  };
+
+  #persist(write: (store: ClientStore) => Promise<void>): void {
+    const store = this.#options.store;
+    if (store === undefined) return;
+    this.#storeWrites = this.#storeWrites.then(() => write(store)).catch((error: unknown) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
   }
 
-  /** One connection's lifetime; returns the server's disconnect frame if it sent one. */
-  async #session(onLive: () => void): Promise<Disconnect | undefined> {
-    const pick = this.#options.transport;
-    if (typeof pick === "function" && this.#attempts > 0) {
-      const transport = pick(this.#attempts);
-      this.#gateway = createClient(GatewayService, transport);
-      this.#conversationClient = createClient(ConversationService, transport);
+  #settleSend(send: PendingSend, outcome: Settled<SendAck>): void {
+    const waiters = this.#sends.get(send.clientMsgId) ?? [];
+    this.#sends.delete(send.clientMsgId);
+    if (outcome.ok) {
+      const result = sendResponseOf(outcome.value);
+      this.#persist((store) => store.removeOutbox(send.clientMsgId));
+      for (const w of waiters) w.resolve(result);
+      this.emit("sent", result);
+      return;
     }
-    this.#attempts++;
-    const abort = new AbortController();
-    this.#abort = abort;
-    const heartbeatIntervalMs = this.#options.heartbeatIntervalMs ?? 15_000;
-    const heartbeatTimeoutMs = this.#options.heartbeatTimeoutMs ?? 45_000;
-    let lastHeard = Date.now();
-    let link: Link | undefined;
-    const heartbeat = setInterval(() => {
-      if (Date.now() - lastHeard > heartbeatTimeoutMs) {
-        abort.abort(new ConnectError("no answer from the server within the heartbeat timeout", Code.DeadlineExceeded));
-        return;
-      }
-      void link?.request({ case: "ping", value: { $typeName: "im.v1.PingRequest", clientTimeMs: BigInt(Date.now()) } }).catch(() => {});
-    }, heartbeatIntervalMs);
-    // A lost push at the tail of a conversation shows no gap until the next message; a
-    // periodic sync while idle bounds how long it can stay unseen.
-    const resync = setInterval(() => {
-      if (this.#state === "live") this.#apply(this.#engine.connected(), onLive);
-    }, this.#options.resyncIntervalMs ?? 60_000);
-    let disconnect: Disconnect | undefined;
-    const begin = () => {
-      this.#link = link;
-      this.#setState("syncing");
-      this.#apply(this.#engine.connected(), onLive);
-      for (const entry of this.#outbox.values()) this.#transmit(entry);
-    };
-    const push = (frame: { case: "message"; value: Message } | { case: "read"; value: ReadPosition } | { case: "disconnect"; value: Disconnect }) => {
-      if (frame.case === "disconnect") {
-        disconnect = frame.value;
-        this.emit("disconnect", frame.value);
-      } else if (frame.case === "message") {
-        const message = fromWireMessage(frame.value);
-        if (this.#options.faults?.dropPush?.(message) !== true) this.#apply(this.#engine.receive(message), onLive);
-      } else {
-        this.#apply(this.#engine.readPosition(frame.value.conversationId, Number(frame.value.readSeq)), onLive);
-      }
-    };
-    try {
-      const token = await this.#token();
-      this.#userId = this.#options.userId ?? subjectOf(token);
-      const headers = { authorization: `Bearer ${token}` };
-      if (this.#options.mode === "browser") {
-        link = this.#browserLink(headers, abort);
-        for await (const response of this.#gateway.subscribe({}, { headers, signal: abort.signal })) {
-          lastHeard = Date.now();
-          const frame = response.frame;
-          // The first frame is a heartbeat sent once the subscription is registered: a sync
-          // started after it misses nothing.
-          if (frame.case === "heartbeatMs") {
-            if (this.#link !== link) begin();
-          } else if (frame.case !== undefined && frame.case !== "membership") {
-            push(frame);
-          }
-        }
-      } else {
-        const bidi = bidiLink(abort);
-        link = bidi;
-        const responses = this.#gateway.connect(bidi.outgoing, { headers, signal: abort.signal });
-        begin();
-        for await (const response of responses) {
-          lastHeard = Date.now();
-          const frame = response.frame;
-          if (frame.case === "disconnect" || frame.case === "message" || frame.case === "read") push(frame);
-          else if (frame.case === "membership") continue;
-          else bidi.answer(response);
-        }
-      }
-    } finally {
-      clearInterval(heartbeat);
-      clearInterval(resync);
-      this.#link = undefined;
-      abort.abort();
-      this.#engine.disconnected();
-      link?.close(new ConnectError("connection lost", Code.Unavailable));
+    const error = errorOfFailure(outcome.failure);
+    // Closing the client is not giving up on the send: a stored outbox resends it next time.
+    if (outcome.failure.reason !== "closed") {
+      this.#persist((store) => store.removeOutbox(send.clientMsgId));
+      this.emit("sendFailed", { clientMsgId: send.clientMsgId, error });
     }
-    return disconnect;
+    for (const w of waiters) w.reject(error);
   }
 
-  /** Requests as unary calls, for the browser mode. */
-  #browserLink(headers: Record<string, string>, abort: AbortController): Link {
-    const gateway = this.#gateway;
-    const options = { headers, signal: abort.signal };
+  /** The core's port: links over the Connect transport, events, promises and the store. */
+  #host(): ClientHost<ClientMessage> {
     return {
-      async request(frame) {
-        switch (frame.case) {
-          case "send":
-            return { case: "send", value: await gateway.send(frame.value, options) };
-          case "sync":
-            return { case: "sync", value: await gateway.sync(frame.value, options) };
-          case "fetchRange":
-            return { case: "fetchRange", value: await gateway.fetchRange(frame.value, options) };
-          case "markRead":
-            return { case: "markRead", value: await gateway.markRead(frame.value, options) };
-          default:
-            // Pings: the server's heartbeats on the push stream prove liveness instead.
-            return { case: undefined };
-        }
+      fetchToken: (attempt) => {
+        void this.#token().then(
+          (token) => {
+            this.#userId = this.#options.userId ?? subjectOf(token);
+            this.#core.tokenReady(attempt, token);
+            this.#arm();
+          },
+          (error: unknown) => {
+            this.#core.tokenFailed(attempt, ConnectError.from(error));
+            this.#arm();
+          },
+        );
       },
-      close() {},
+      openLink: (link, attempt, token) => {
+        const pick = this.#options.transport;
+        if (typeof pick === "function" && attempt > 0) {
+          const transport = pick(attempt);
+          this.#gateway = createClient(GatewayService, transport);
+          this.#conversationClient = createClient(ConversationService, transport);
+        }
+        const headers = { authorization: `Bearer ${token}` };
+        const browser = this.#options.mode === "browser";
+        const io = (browser ? openBrowserLink : openStreamLink)(this.#gateway, headers, this.#sink(link));
+        this.#links.set(link, io);
+        if (!browser) this.#core.linkReady(link);
+      },
+      closeLink: (link, cause) => {
+        this.#links.get(link)?.close();
+        this.#links.delete(link);
+        if (cause === "heartbeat-timeout") this.emit("error", new ConnectError("no answer from the server within the heartbeat timeout", Code.DeadlineExceeded));
+      },
+      write: (link, requestId, request) => this.#links.get(link)?.write(requestId, request),
+      stateChanged: (state) => this.emit("state", state),
+      deliver: (conversationId, messages) => {
+        for (const m of messages) this.emit("message", m);
+        const lastSeq = messages[messages.length - 1]!.seq;
+        this.#persist((store) => store.appendMessages(conversationId, messages, lastSeq));
+      },
+      readMoved: (conversationId, readSeq) => {
+        this.emit("read", { conversationId, readSeq });
+        this.#persist((store) => store.setReadSeq(conversationId, readSeq));
+      },
+      removed: (conversationId) => {
+        this.emit("removed", { conversationId });
+        this.#persist((store) => store.removeConversation(conversationId));
+      },
+      stuck: (conversationId, lastSeq) => this.emit("stuck", { conversationId, lastSeq }),
+      sendSettled: (send, outcome) => this.#settleSend(send, outcome),
+      markReadSettled: (handle, outcome) => {
+        const waiter = this.#markReads.get(handle);
+        this.#markReads.delete(handle);
+        if (outcome.ok) waiter?.resolve(outcome.value);
+        else waiter?.reject(errorOfFailure(outcome.failure));
+      },
+      error: (cause) => this.emit("error", ConnectError.from(cause)),
     };
   }
 
-  /** Sends a request on the current connection and waits for its answer. */
-  #request(frame: ConnectRequest["frame"]): Promise<ConnectResponse["frame"]> {
-    const link = this.#link;
-    if (link === undefined) return Promise.reject(new ConnectError("not connected", Code.Unavailable));
-    return link.request(frame).catch((error: unknown) => Promise.reject(ConnectError.from(error)));
-  }
-
-  #transmit(entry: OutboxEntry): void {
-    this.#request(entry.request).then(
-      (frame) => {
-        const result = (frame as { value: SendResponse }).value;
-        const clientMsgId = entry.request.value.clientMsgId;
-        if (this.#outbox.get(clientMsgId) !== entry) return;
-        this.#outbox.delete(clientMsgId);
-        entry.resolve(result);
-        const own: ClientMessage = {
-          conversationId: result.conversationId,
-          seq: Number(result.seq),
-          prevSeq: Number(result.prevSeq),
-          messageId: result.messageId,
-          senderId: this.#userId,
-          sentAtMs: Number(result.sentAtMs),
-          contentType: entry.contentType,
-          data: entry.data,
-          clientMsgId,
-        };
-        this.#apply(this.#engine.receive(own), () => {});
+  /** What one link reports, carried to the core. */
+  #sink(link: number): LinkSink {
+    const core = this.#core;
+    const after = (): void => this.#arm();
+    return {
+      message: (m) => (core.push(link, fromWireMessage(m)), after()),
+      read: (r) => (core.readPushed(link, r.conversationId, Number(r.readSeq)), after()),
+      heartbeat: () => (core.heard(link), core.linkReady(link), after()),
+      disconnect: (d) => {
+        if (this.#links.has(link)) this.emit("disconnect", d);
+        core.serverDisconnect(link, disconnectKind(d.reason), d.reconnectAfterMs);
+        after();
       },
-      (error: ConnectError) => {
-        const detail = error.findDetails(ErrorDetailSchema)[0];
-        const retryable = detail?.retryable ?? error.code === Code.Unavailable;
-        if (!retryable) {
-          this.#outbox.delete(entry.request.value.clientMsgId);
-          entry.reject(error);
-          return;
+      answer: (requestId, frame) => {
+        if (frame.case === "sync" && this.#links.has(link)) for (const u of frame.value.sessions) if (u.session !== undefined) this.emit("session", u.session);
+        const answer = frame.case === "sync" ? { kind: "sync" as const, answer: syncAnswerOf(frame.value) } : answerOf(frame);
+        if (answer !== undefined) core.answered(link, requestId, answer);
+        after();
+      },
+      failure: (requestId, error) => (core.failed(link, requestId, failureOf(error)), after()),
+      ended: (error) => {
+        if (this.#links.delete(link)) {
+          if (error !== undefined) this.emit("error", ConnectError.from(error));
+          core.linkLost(link);
         }
-        // Retryable: it stays in the outbox. The next connection resends it; on this one it
-        // goes out again after a backoff (the same client_msg_id, so it is stored once).
-        const backoff = this.#options.backoff ?? { baseMs: 250, maxMs: 30_000 };
-        const delay = Math.max(detail?.retryAfterMs ?? 0, backoffDelayMs(entry.attempts++, backoff, this.#random));
-        const link = this.#link;
-        setTimeout(() => {
-          if (link !== undefined && this.#link === link && this.#outbox.get(entry.request.value.clientMsgId) === entry) this.#transmit(entry);
-        }, delay);
+        after();
       },
-    );
-  }
-
-  /** Carries out the engine's decisions. */
-  #apply(effects: readonly SyncEffect<ClientMessage>[], onLive: () => void): void {
-    for (const effect of effects) {
-      switch (effect.type) {
-        case "deliver":
-          for (const m of effect.messages) this.emit("message", m);
-          break;
-        case "read":
-          this.emit("read", { conversationId: effect.conversationId, readSeq: effect.readSeq });
-          break;
-        case "removed":
-          this.emit("removed", { conversationId: effect.conversationId });
-          break;
-        case "stuck":
-          this.emit("stuck", { conversationId: effect.conversationId, lastSeq: effect.lastSeq });
-          break;
-        case "sync":
-          this.#startSync(effect.cursors, onLive);
-          break;
-        case "fetch":
-          this.#startFetch(effect.conversationId, effect.afterSeq, effect.upToSeq, onLive);
-          break;
-      }
-    }
-    if (this.#state === "syncing" && this.#engine.idle()) {
-      this.#setState("live");
-      onLive();
-    }
-  }
-
-  #startSync(cursors: readonly ClientCursor[], onLive: () => void): void {
-    const value = {
-      $typeName: "im.v1.SyncRequest" as const,
-      cursors: cursors.map((c) => ({ $typeName: "im.v1.SyncCursor" as const, conversationId: c.conversationId, lastSeq: BigInt(c.lastSeq), readSeq: BigInt(c.readSeq) })),
-      maxMessagesPerConversation: 0,
-      maxSessions: 0,
     };
-    this.#request({ case: "sync", value }).then(
-      (frame) => {
-        const r = (frame as { value: SyncResponse }).value;
-        for (const u of r.sessions) if (u.session !== undefined) this.emit("session", u.session);
-        const effects = this.#engine.syncResult({
-          sessions: r.sessions.map((u) => ({
-            conversationId: u.session?.conversationId ?? "",
-            lastSeq: Number(u.session?.lastSeq ?? 0n),
-            readSeq: Number(u.session?.readSeq ?? 0n),
-            messages: u.messages.map(fromWireMessage),
-            hasMoreMessages: u.hasMoreMessages,
-          })),
-          removedConversationIds: r.removedConversationIds,
-          hasMoreSessions: r.hasMoreSessions,
-        });
-        this.#apply(effects, onLive);
-      },
-      (error: ConnectError) => this.#fail(error),
-    );
   }
+}
 
-  #startFetch(conversationId: string, afterSeq: number, upToSeq: number, onLive: () => void): void {
-    const value = { $typeName: "im.v1.FetchRangeRequest" as const, conversationId, afterSeq: BigInt(afterSeq), upToSeq: BigInt(upToSeq), limit: 0 };
-    this.#request({ case: "fetchRange", value }).then(
-      (frame) => {
-        const r = (frame as { value: FetchRangeResponse }).value;
-        this.#apply(this.#engine.fetchResult(conversationId, r.messages.map(fromWireMessage), r.hasMore), onLive);
-      },
-      (error: ConnectError) => {
-        this.#engine.fetchFailed(conversationId);
-        this.#fail(error);
-      },
-    );
-  }
-
-  /** A sync or fetch failed: drop the connection; the next one syncs again. */
-  #fail(error: ConnectError): void {
-    if (this.#closed) return;
-    this.emit("error", error);
-    this.#abort?.abort(error);
-  }
+function ownMessage(ack: SendAck, send: PendingSend, senderId: string): ClientMessage {
+  return {
+    conversationId: ack.conversationId,
+    seq: ack.seq,
+    prevSeq: ack.prevSeq,
+    messageId: ack.messageId,
+    senderId,
+    sentAtMs: ack.sentAtMs,
+    contentType: send.contentType,
+    data: send.data,
+    clientMsgId: send.clientMsgId,
+  };
 }
 
 /** The `sub` claim of a JWT, read without verifying (the server verifies); "" if unreadable. */

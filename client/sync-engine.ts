@@ -1,12 +1,23 @@
 /**
  * The client's sync logic, free of I/O: it takes what arrives (pushes, sync and fetch results)
  * and returns what to do (deliver messages to the app, request a sync or a range fetch). The
- * SDK's transport, the simulator and the load generator all drive this one implementation.
+ * SDK, the simulator and the load generator all drive this one implementation.
  *
  * Guarantees to the app, per conversation: messages are delivered in log order, each once,
- * with no gap (a message is delivered only when its prevSeq is the last delivered seq).
- * Anything that arrives out of order is buffered (bounded) and the gap fetched.
+ * with no gap (a message is delivered only when its prevSeq is the last delivered seq; seqs
+ * need not be contiguous, only the prevSeq links are trusted). Anything that arrives out of
+ * order is buffered (bounded) and the gap fetched.
+ *
+ * Gap repair without storms: a gap revealed by a push waits `reorderWindowMs` before it is
+ * fetched, because a push that is only reordered (it took another path through the servers)
+ * arrives within a few milliseconds and closes the gap for free. A fetch asks for exactly one
+ * hole: the seqs between the last delivered message and the first buffered one, never what a
+ * buffered push already holds, and never a second time while a fetch of the conversation is in
+ * flight. A gap the server itself reported (a sync or fetch answer with more to come) is
+ * fetched at once: nothing is on its way to fill it.
  */
+
+import { STOPPED_CLOCK, type Clock } from "./clock.js";
 
 /** The fields the engine reads; the SDK's messages and the server's stored messages fit. */
 export interface ChainMessage {
@@ -56,28 +67,39 @@ export type SyncEffect<M extends ChainMessage> =
   /** A gap could not be closed (the server returned no progress); the next sync retries. */
   | { readonly type: "stuck"; readonly conversationId: string; readonly lastSeq: number };
 
-/** Test-only switches that break the engine on purpose, so the simulator's checkers can be shown to bite. */
-export interface SyncEngineFaults {
-  /** Deliver out-of-order messages at once instead of buffering them and fetching the gap. */
-  readonly skipGapRepair?: boolean;
-  /** Deliver a message again when it arrives again, instead of dropping what is already delivered. */
-  readonly redeliverSeen?: boolean;
-}
-
 /** Engine settings. */
 export interface SyncEngineOptions {
   /** Most out-of-order messages buffered per conversation; beyond it the buffer is dropped and refetched. */
   readonly pendingMax?: number;
   /** Where the client stood before (e.g. from local storage). */
   readonly cursors?: readonly ClientCursor[];
-  readonly faults?: SyncEngineFaults;
+  /** The time that reorder windows are measured on. Default: a clock standing at 0 (drive it with tick()). */
+  readonly clock?: Clock;
+  /**
+   * How long a gap revealed by a push waits for the missing pushes before it is fetched.
+   * Default REORDER_WINDOW_MS_DEFAULT (50 ms) with a clock; 0 without one (no time to wait on).
+   */
+  readonly reorderWindowMs?: number;
+}
+
+/** The engine as its drivers use it: SyncEngine, or something that wraps it. */
+export type SyncLogic<M extends ChainMessage> = Pick<
+  SyncEngine<M>,
+  "connected" | "disconnected" | "receive" | "syncResult" | "fetchResult" | "fetchFailed" | "readPosition" | "tick" | "nextDueMs" | "cursors" | "cursor" | "lastSeq" | "pendingCount" | "idle"
+>;
+
+/** A message waiting for its predecessor, and when its gap may be fetched. */
+interface Buffered<M> {
+  readonly message: M;
+  readonly dueAtMs: number;
 }
 
 interface ConversationState<M> {
+  readonly id: string;
   lastSeq: number;
   readSeq: number;
   /** Out-of-order messages by their prevSeq: the chain makes prevSeq unique per message. */
-  readonly pending: Map<number, M>;
+  readonly pending: Map<number, Buffered<M>>;
   /** A fetch is in flight. */
   fetching: boolean;
   /** The afterSeq of the last fetch issued: no progress past it means the server cannot close the gap. */
@@ -86,24 +108,41 @@ interface ConversationState<M> {
   fetchUpTo: number;
   /** The buffer overflowed since the last open-ended fetch was issued. */
   overflowed: boolean;
-  /** The highest seq known to exist that is not delivered yet: 0 none, Infinity "up to the newest". */
+  /** The highest seq the server said exists that is not delivered yet: 0 none, Infinity "up to the newest". */
   wantUpTo: number;
+  /** The server could not close a gap: no fetch until the next sync. */
+  stuck: boolean;
+  /** When the first hole may be fetched (its reorder window ends); 0 when nothing waits. */
+  waitUntilMs: number;
 }
 
 type Phase = "offline" | "syncing" | "live";
 
 const PENDING_MAX_DEFAULT = 1024;
 
+/**
+ * The default reorder window. Pushes of one conversation leave the server in seq order from
+ * one place, so a reordering comes from a second path (a relay or broker hop between
+ * processes: about 1-5 ms on one host, a few tens of ms across a loaded network) or from the
+ * sender's own answer overtaking a push. 50 ms covers those with room for an event-loop stall,
+ * and costs nothing unless a push is really lost (its repair then starts 50 ms later).
+ */
+export const REORDER_WINDOW_MS_DEFAULT = 50;
+
 /** The per-connection-lifetime sync state machine. See the file comment. */
 export class SyncEngine<M extends ChainMessage> {
   readonly #conversations = new Map<string, ConversationState<M>>();
+  /** Conversations whose first hole waits for its reorder window (allocated on first use: most clients never wait). */
+  #waiting: Set<ConversationState<M>> | undefined;
   readonly #pendingMax: number;
-  readonly #faults: SyncEngineFaults;
+  readonly #clock: Clock;
+  readonly #reorderWindowMs: number;
   #phase: Phase = "offline";
 
   constructor(options: SyncEngineOptions = {}) {
     this.#pendingMax = options.pendingMax ?? PENDING_MAX_DEFAULT;
-    this.#faults = options.faults ?? {};
+    this.#clock = options.clock ?? STOPPED_CLOCK;
+    this.#reorderWindowMs = options.reorderWindowMs ?? (options.clock === undefined ? 0 : REORDER_WINDOW_MS_DEFAULT);
     for (const c of options.cursors ?? []) {
       const state = this.#state(c.conversationId);
       state.lastSeq = c.lastSeq;
@@ -114,20 +153,26 @@ export class SyncEngine<M extends ChainMessage> {
   /** The connection is up: sync before anything else. */
   connected(): SyncEffect<M>[] {
     this.#phase = "syncing";
+    this.#waiting?.clear();
     return [{ type: "sync", cursors: this.cursors() }];
   }
 
   /** The connection is gone: requests in flight are lost; buffered messages are kept. */
   disconnected(): void {
     this.#phase = "offline";
-    for (const state of this.#conversations.values()) state.fetching = false;
+    this.#waiting?.clear();
+    for (const state of this.#conversations.values()) {
+      state.fetching = false;
+      state.waitUntilMs = 0;
+    }
   }
 
   /** A pushed message, or the client's own message once the server accepted it. */
   receive(message: M): SyncEffect<M>[] {
     const effects: SyncEffect<M>[] = [];
-    this.#absorb(message.conversationId, [message], effects);
-    this.#repair(message.conversationId, this.#state(message.conversationId), effects);
+    const state = this.#state(message.conversationId);
+    this.#absorb(state, [message], this.#clock.nowMs() + this.#reorderWindowMs, effects);
+    this.#repair(state, effects);
     return effects;
   }
 
@@ -135,12 +180,17 @@ export class SyncEngine<M extends ChainMessage> {
   syncResult(answer: SyncAnswer<M>): SyncEffect<M>[] {
     const effects: SyncEffect<M>[] = [];
     for (const id of answer.removedConversationIds) {
-      if (this.#conversations.delete(id)) effects.push({ type: "removed", conversationId: id });
+      const state = this.#conversations.get(id);
+      if (state === undefined) continue;
+      this.#waiting?.delete(state);
+      this.#conversations.delete(id);
+      effects.push({ type: "removed", conversationId: id });
     }
+    const now = this.#clock.nowMs();
     for (const session of answer.sessions) {
       const state = this.#state(session.conversationId);
-      this.#moveRead(session.conversationId, state, session.readSeq, effects);
-      this.#absorb(session.conversationId, session.messages, effects);
+      this.#moveRead(state, session.readSeq, effects);
+      this.#absorb(state, session.messages, now, effects);
       if (session.hasMoreMessages) state.wantUpTo = Infinity;
       else if (session.lastSeq > state.lastSeq) state.wantUpTo = Math.max(state.wantUpTo, session.lastSeq);
     }
@@ -149,7 +199,10 @@ export class SyncEngine<M extends ChainMessage> {
       return effects;
     }
     this.#phase = "live";
-    for (const [id, state] of this.#conversations) this.#repair(id, state, effects);
+    for (const state of this.#conversations.values()) {
+      state.stuck = false;
+      this.#repair(state, effects);
+    }
     return effects;
   }
 
@@ -159,20 +212,23 @@ export class SyncEngine<M extends ChainMessage> {
     const state = this.#conversations.get(conversationId);
     if (state === undefined) return effects;
     state.fetching = false;
-    this.#absorb(conversationId, messages, effects);
+    this.#absorb(state, messages, this.#clock.nowMs(), effects);
     // More of the requested range exists: want the rest of that range. Not lastSeq + 1: buffered
     // messages may have completed the range, and a seq beyond the head is out of range.
     if (hasMore) state.wantUpTo = Math.max(state.wantUpTo, state.fetchUpTo);
     // An open-ended fetch that returned everything meets an open want, unless the buffer
     // overflowed meanwhile (what it dropped may be newer than what the fetch read).
     else if (state.wantUpTo === Infinity && state.fetchUpTo === Infinity && !state.overflowed) state.wantUpTo = 0;
+    this.#prune(state);
     if (state.lastSeq === state.fetchAfter && this.#gapOpen(state)) {
       // The server had nothing to close the gap with; stop asking until the next sync.
       state.wantUpTo = 0;
+      state.stuck = true;
+      this.#unwait(state);
       effects.push({ type: "stuck", conversationId, lastSeq: state.lastSeq });
       return effects;
     }
-    this.#repair(conversationId, state, effects);
+    this.#repair(state, effects);
     return effects;
   }
 
@@ -182,11 +238,33 @@ export class SyncEngine<M extends ChainMessage> {
     if (state !== undefined) state.fetching = false;
   }
 
-  /** A read position pushed from another device. */
+  /** A read position pushed from another device, or the answer to this device's markRead. */
   readPosition(conversationId: string, readSeq: number): SyncEffect<M>[] {
     const effects: SyncEffect<M>[] = [];
-    this.#moveRead(conversationId, this.#state(conversationId), readSeq, effects);
+    this.#moveRead(this.#state(conversationId), readSeq, effects);
     return effects;
+  }
+
+  /** Fetches the gaps whose reorder window has ended. */
+  tick(): SyncEffect<M>[] {
+    const effects: SyncEffect<M>[] = [];
+    if (this.#waiting === undefined || this.#waiting.size === 0) return effects;
+    const now = this.#clock.nowMs();
+    for (const state of [...this.#waiting]) {
+      if (state.waitUntilMs > now) continue;
+      this.#repair(state, effects);
+      // Whatever repair decided, this deadline has passed: it must not be reported again.
+      if (state.waitUntilMs !== 0 && state.waitUntilMs <= now) this.#unwait(state);
+    }
+    return effects;
+  }
+
+  /** When tick() has something to do next, or undefined when no gap waits. */
+  nextDueMs(): number | undefined {
+    let due: number | undefined;
+    if (this.#waiting === undefined) return due;
+    for (const state of this.#waiting) if (due === undefined || state.waitUntilMs < due) due = state.waitUntilMs;
+    return due;
   }
 
   /** Cursors for every conversation the client knows. */
@@ -194,6 +272,12 @@ export class SyncEngine<M extends ChainMessage> {
     const out: ClientCursor[] = [];
     for (const [conversationId, s] of this.#conversations) out.push({ conversationId, lastSeq: s.lastSeq, readSeq: s.readSeq });
     return out;
+  }
+
+  /** The cursor of one conversation (zeros when unknown). */
+  cursor(conversationId: string): ClientCursor {
+    const s = this.#conversations.get(conversationId);
+    return { conversationId, lastSeq: s?.lastSeq ?? 0, readSeq: s?.readSeq ?? 0 };
   }
 
   /** The last delivered seq of a conversation (0 when unknown). */
@@ -218,53 +302,52 @@ export class SyncEngine<M extends ChainMessage> {
   #state(conversationId: string): ConversationState<M> {
     let state = this.#conversations.get(conversationId);
     if (state === undefined) {
-      state = { lastSeq: 0, readSeq: 0, pending: new Map(), fetching: false, fetchAfter: 0, fetchUpTo: 0, overflowed: false, wantUpTo: 0 };
+      state = { id: conversationId, lastSeq: 0, readSeq: 0, pending: new Map(), fetching: false, fetchAfter: 0, fetchUpTo: 0, overflowed: false, wantUpTo: 0, stuck: false, waitUntilMs: 0 };
       this.#conversations.set(conversationId, state);
     }
     return state;
   }
 
-  /** Delivers what chains onto lastSeq and buffers the rest; the caller decides on repair. */
-  #absorb(conversationId: string, messages: readonly M[], effects: SyncEffect<M>[]): void {
-    const state = this.#state(conversationId);
-    const delivered: M[] = [];
+  /**
+   * Delivers what chains onto lastSeq and buffers the rest (its gap may be fetched from
+   * `dueAtMs` on); the caller decides on repair.
+   */
+  #absorb(state: ConversationState<M>, messages: readonly M[], dueAtMs: number, effects: SyncEffect<M>[]): void {
+    let delivered: M[] | undefined;
     for (const m of messages) {
-      if (m.seq <= state.lastSeq) {
-        if (this.#faults.redeliverSeen === true) delivered.push(m);
-        continue;
-      }
-      if (m.prevSeq === state.lastSeq || this.#faults.skipGapRepair === true) {
+      if (m.seq <= state.lastSeq) continue;
+      if (m.prevSeq === state.lastSeq) {
+        delivered ??= [];
         delivered.push(m);
         state.lastSeq = m.seq;
         this.#chain(state, delivered);
-      } else {
-        state.wantUpTo = Math.max(state.wantUpTo, m.prevSeq);
+      } else if (!state.pending.has(m.prevSeq)) {
         if (state.pending.size >= this.#pendingMax) {
           // Bounded memory: forget the buffer and fetch everything up to the newest instead.
           state.pending.clear();
           state.wantUpTo = Infinity;
           state.overflowed = true;
         } else {
-          state.pending.set(m.prevSeq, m);
+          state.pending.set(m.prevSeq, { message: m, dueAtMs });
         }
       }
     }
     this.#prune(state);
-    if (delivered.length > 0) effects.push({ type: "deliver", conversationId, messages: delivered });
+    if (delivered !== undefined) effects.push({ type: "deliver", conversationId: state.id, messages: delivered });
   }
 
   /** Moves buffered messages that now chain onto lastSeq into `delivered`. */
   #chain(state: ConversationState<M>, delivered: M[]): void {
     for (let next = state.pending.get(state.lastSeq); next !== undefined; next = state.pending.get(state.lastSeq)) {
-      state.pending.delete(next.prevSeq);
-      delivered.push(next);
-      state.lastSeq = next.seq;
+      state.pending.delete(state.lastSeq);
+      delivered.push(next.message);
+      state.lastSeq = next.message.seq;
     }
   }
 
-  /** Drops buffered messages that are already delivered and a want that is met. */
+  /** Drops buffered messages that are delivered or can no longer chain, and a want that is met. */
   #prune(state: ConversationState<M>): void {
-    for (const [prev, m] of state.pending) if (m.seq <= state.lastSeq) state.pending.delete(prev);
+    if (state.pending.size > 0) for (const [prev, b] of state.pending) if (b.message.seq <= state.lastSeq || prev < state.lastSeq) state.pending.delete(prev);
     if (state.wantUpTo !== Infinity && state.wantUpTo <= state.lastSeq) state.wantUpTo = 0;
   }
 
@@ -272,22 +355,48 @@ export class SyncEngine<M extends ChainMessage> {
     return state.pending.size > 0 || state.wantUpTo > state.lastSeq;
   }
 
-  /** Starts a fetch for the open gap of a conversation, if any and none is in flight. */
-  #repair(conversationId: string, state: ConversationState<M>, effects: SyncEffect<M>[]): void {
-    if (state.fetching || this.#phase !== "live" || !this.#gapOpen(state)) return;
-    let upTo = state.wantUpTo;
-    for (const prev of state.pending.keys()) upTo = Math.max(upTo, prev);
-    if (upTo !== Infinity && upTo <= state.lastSeq) return;
+  /**
+   * Starts the fetch of the first hole of a conversation when its time has come: the seqs
+   * after lastSeq up to the prevSeq of the first buffered message, or up to what the server
+   * said exists. A hole the server reported is due at once; one only a push revealed is due
+   * when the push's reorder window ends.
+   */
+  #repair(state: ConversationState<M>, effects: SyncEffect<M>[]): void {
+    if (state.fetching || state.stuck || this.#phase !== "live") return;
+    if (!this.#gapOpen(state)) {
+      this.#unwait(state);
+      return;
+    }
+    let upTo = Infinity;
+    for (const prev of state.pending.keys()) if (prev < upTo) upTo = prev;
+    let dueAtMs = 0;
+    if (upTo !== Infinity) {
+      if (upTo > state.wantUpTo) dueAtMs = state.pending.get(upTo)!.dueAtMs;
+    } else {
+      upTo = state.wantUpTo;
+    }
+    if (dueAtMs > this.#clock.nowMs()) {
+      state.waitUntilMs = dueAtMs;
+      (this.#waiting ??= new Set()).add(state);
+      return;
+    }
+    this.#unwait(state);
     state.fetching = true;
     state.fetchAfter = state.lastSeq;
     state.fetchUpTo = upTo;
     if (upTo === Infinity) state.overflowed = false;
-    effects.push({ type: "fetch", conversationId, afterSeq: state.lastSeq, upToSeq: upTo === Infinity ? 0 : upTo });
+    effects.push({ type: "fetch", conversationId: state.id, afterSeq: state.lastSeq, upToSeq: upTo === Infinity ? 0 : upTo });
   }
 
-  #moveRead(conversationId: string, state: ConversationState<M>, readSeq: number, effects: SyncEffect<M>[]): void {
+  #unwait(state: ConversationState<M>): void {
+    if (state.waitUntilMs === 0) return;
+    state.waitUntilMs = 0;
+    this.#waiting?.delete(state);
+  }
+
+  #moveRead(state: ConversationState<M>, readSeq: number, effects: SyncEffect<M>[]): void {
     if (readSeq <= state.readSeq) return;
     state.readSeq = readSeq;
-    effects.push({ type: "read", conversationId, readSeq });
+    effects.push({ type: "read", conversationId: state.id, readSeq });
   }
 }

@@ -127,7 +127,7 @@ export class Checkers {
   }
 
   /** A device's send was acknowledged with `message`: it must be in the log. */
-  acknowledged(device: CheckedDevice, message: StoredMessage): void {
+  acknowledged(device: CheckedDevice, message: Pick<StoredMessage, "conversationId" | "seq" | "messageId">): void {
     if (!this.#inLog(message)) {
       this.report("loss", message.conversationId, device.name, `acknowledged ${message.messageId} (seq ${message.seq}) is not in the log`);
     }
@@ -168,7 +168,7 @@ export class Checkers {
     }
   }
 
-  #inLog(message: StoredMessage): boolean {
+  #inLog(message: Pick<StoredMessage, "conversationId" | "seq" | "messageId">): boolean {
     return this.#logs.get(message.conversationId)?.[message.seq - 1] === message.messageId;
   }
 }

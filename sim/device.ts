@@ -1,79 +1,70 @@
-import { SyncEngine, type SyncEngineFaults, type SyncEngineOptions } from "../client/sync-engine.js";
+import type { ClientCore, ClientHost, ClientState, Settled } from "../client/client-core.js";
+import type { ClientRequest, LinkCloseCause, PendingSend, SendAck } from "../client/client-protocol.js";
 import type { StoredMessage } from "../server/core/model.js";
 import type { Link } from "./network.js";
 
-/** Client settings (ImClient's defaults unless a scenario says otherwise). */
+/** Client settings: the production client's defaults (client/client-core.ts CLIENT_DEFAULTS) unless a scenario says otherwise. */
 export interface ClientConfig {
-  /** Ping interval, and the silence after which the client abandons a connection. */
+  /** Ping after this long without writing, and abandon a link silent for heartbeatTimeoutMs. */
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTimeoutMs: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
+  /** A live, idle client syncs this often (0: never). */
+  readonly resyncIntervalMs: number;
   /** Sends waiting for acknowledgement; beyond it the app's send is refused. */
   readonly outboxMax: number;
+  /** Requests in flight per link. */
+  readonly requestsInFlightMax: number;
   /** Out-of-order messages each engine buffers per conversation (SyncEngineOptions.pendingMax). */
   readonly pendingMax: number;
+  /** How long a gap a push revealed waits for a reordered push (SyncEngineOptions.reorderWindowMs). */
+  readonly reorderWindowMs: number;
   /** Probability that a delivery makes the app mark the conversation read up to its cursor. */
   readonly markReadProbability: number;
-  /**
-   * SDK fixes the simulator found necessary (ImClient does not have them yet; 0 = ImClient's
-   * behaviour). idleResyncMs: a live, idle connection syncs this often, so a lost push at the
-   * tail of a conversation (no later message reveals the gap) is repaired without a reconnect.
-   */
-  readonly idleResyncMs: number;
-  /** 1: a send that failed retryably is retried on the live connection (with backoff); 0: only after a reconnect. */
-  readonly retrySends: number;
-  /** 1: a markRead answer moves the engine's read position; 0: it waits for the next sync. */
-  readonly readAck: number;
 }
 
-/** Deliberate client bugs, test-only: the checkers must catch them. */
-export interface ClientBugs extends SyncEngineFaults {
-  /** Retry a send under a new clientMsgId (breaks idempotency). */
-  readonly freshIdOnRetry?: boolean;
+/** The driver's side of a device: what the device's ClientHost calls end up in (sim/client-driver.ts). */
+export interface DeviceDriver {
+  openLink(device: Device, link: number, attempt: number): void;
+  closeLink(device: Device, link: number, cause: LinkCloseCause): void;
+  write(device: Device, requestId: number, request: ClientRequest): void;
+  deliver(device: Device, conversationId: string, messages: readonly StoredMessage[]): void;
+  stuck(device: Device, conversationId: string, lastSeq: number): void;
+  sendSettled(device: Device, send: PendingSend, outcome: Settled<SendAck>): void;
 }
 
-/** A send waiting for its acknowledgement. */
-export interface OutboxEntry {
-  readonly device: Device;
-  /** The target: a conversation, or ("" there) the direct conversation with `toUserId`. */
-  readonly conversationId: string;
-  readonly toUserId: string;
-  readonly clientMsgId: string;
-  attempts: number;
-}
-
-/** Connection phases of a device, as ImClient's states: offline, syncing (connected, first sync running), live. */
-export const OFFLINE = 0;
-export const SYNCING = 1;
-export const LIVE = 2;
-
-/** One simulated device: the real SyncEngine plus what ImClient keeps around it. Plain fields. */
-export class Device {
+/**
+ * One simulated device: the production ClientCore (with its SyncEngine) plus what the
+ * simulation keeps about it. The device is the core's ClientHost; its methods hand everything
+ * to the driver. Plain fields and prototype methods: a million of these must stay small.
+ */
+export class Device implements ClientHost<StoredMessage> {
   readonly index: number;
   readonly userId: string;
   /** The device's number among its user's devices. */
   readonly k: number;
-  readonly engine: SyncEngine<StoredMessage>;
+  readonly driver: DeviceDriver;
+  /** Set by the driver right after construction (the core needs its host first). */
+  core!: ClientCore<StoredMessage>;
+  /** The network link of the core's current link, and the core's id for it. */
   link: Link | undefined = undefined;
-  phase = OFFLINE;
-  /** Reconnect attempts since the last time the device was live. */
-  attempt = 0;
-  /** The app is closed (offline user or presence churn): no connection, no reconnect. */
+  coreLink = 0;
+  /** The app is closed (offline user or presence churn): no core running. */
   away = false;
   /** Reads pushes slowly while faults are on. */
   slow = false;
-  heardAtMs = 0;
   sendCount = 0;
-  outbox: Map<string, OutboxEntry> | undefined = undefined;
+  /** The virtual time of the wake event scheduled for the core (Infinity: none). */
+  wakeAt = Infinity;
   /** Gaps being repaired, by conversation. */
   gaps: Map<string, Gap> | undefined = undefined;
 
-  constructor(index: number, userId: string, k: number, engineOptions: SyncEngineOptions) {
+  constructor(index: number, userId: string, k: number, driver: DeviceDriver) {
     this.index = index;
     this.userId = userId;
     this.k = k;
-    this.engine = new SyncEngine<StoredMessage>(engineOptions);
+    this.driver = driver;
   }
 
   get name(): string {
@@ -82,12 +73,50 @@ export class Device {
 
   /** Connected, synced, no gap open, nothing waiting to be acknowledged. */
   settled(): boolean {
-    return this.phase === LIVE && this.engine.idle() && (this.outbox === undefined || this.outbox.size === 0);
+    return this.core.idle();
   }
 
   get live(): boolean {
-    return this.phase === LIVE;
+    return this.core.state === "live";
   }
+
+  fetchToken(attempt: number): void {
+    this.core.tokenReady(attempt, "");
+  }
+
+  openLink(link: number, attempt: number): void {
+    this.driver.openLink(this, link, attempt);
+  }
+
+  closeLink(link: number, cause: LinkCloseCause): void {
+    this.driver.closeLink(this, link, cause);
+  }
+
+  write(_link: number, requestId: number, request: ClientRequest): void {
+    this.driver.write(this, requestId, request);
+  }
+
+  stateChanged(_state: ClientState): void {}
+
+  deliver(conversationId: string, messages: readonly StoredMessage[]): void {
+    this.driver.deliver(this, conversationId, messages);
+  }
+
+  readMoved(): void {}
+
+  removed(): void {}
+
+  stuck(conversationId: string, lastSeq: number): void {
+    this.driver.stuck(this, conversationId, lastSeq);
+  }
+
+  sendSettled(send: PendingSend, outcome: Settled<SendAck>): void {
+    this.driver.sendSettled(this, send, outcome);
+  }
+
+  markReadSettled(): void {}
+
+  error(): void {}
 }
 
 /** A gap being repaired: since when, and the seq that closes it. */

@@ -4,7 +4,7 @@ import type { ClientCursor } from "../client/sync-engine.js";
 import type { Faults, PushFate } from "./fault-plan.js";
 import type { GatewayNode } from "./gateway-node.js";
 import type { Scheduler } from "./scheduler.js";
-import type { Device, OutboxEntry } from "./device.js";
+import type { Device } from "./device.js";
 import type { Stats } from "./stats.js";
 
 /** Something delivered to a device's connections: a message, or a read position. */
@@ -15,19 +15,19 @@ export type Push =
 /** Why a connection ended, as the client learns it (the sim's DisconnectReason plus network causes). */
 export type DisconnectCause = "slow-consumer" | "heartbeat-timeout" | "reset" | "refused" | "request-failed";
 
-/** A frame from a client to its gateway node. */
+/** A frame from a client to its gateway node; `requestId` comes back in the answer. */
 export type ClientFrame =
-  | { readonly kind: "send"; readonly link: Link; readonly entry: OutboxEntry; readonly clientMsgId: string }
-  | { readonly kind: "sync"; readonly link: Link; readonly cursors: readonly ClientCursor[] }
-  | { readonly kind: "fetch"; readonly link: Link; readonly conversationId: string; readonly afterSeq: number; readonly upToSeq: number }
-  | { readonly kind: "markRead"; readonly link: Link; readonly conversationId: string; readonly readSeq: number };
+  | { readonly kind: "send"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly toUserId: string; readonly clientMsgId: string }
+  | { readonly kind: "sync"; readonly link: Link; readonly requestId: number; readonly cursors: readonly ClientCursor[] }
+  | { readonly kind: "fetch"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly afterSeq: number; readonly upToSeq: number }
+  | { readonly kind: "markRead"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly readSeq: number };
 
 /** A frame from a gateway node to a client. `undefined` outcomes are errors. */
 export type ServerFrame =
-  | { readonly kind: "send"; readonly link: Link; readonly entry: OutboxEntry; readonly message: StoredMessage | undefined; readonly retryable: boolean }
-  | { readonly kind: "sync"; readonly link: Link; readonly outcome: SyncOutcome | undefined }
-  | { readonly kind: "fetch"; readonly link: Link; readonly conversationId: string; readonly outcome: FetchOutcome | undefined }
-  | { readonly kind: "markRead"; readonly link: Link; readonly conversationId: string; readonly readSeq: number | undefined }
+  | { readonly kind: "send"; readonly link: Link; readonly requestId: number; readonly message: StoredMessage | undefined; readonly retryable: boolean }
+  | { readonly kind: "sync"; readonly link: Link; readonly requestId: number; readonly outcome: SyncOutcome | undefined }
+  | { readonly kind: "fetch"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly outcome: FetchOutcome | undefined }
+  | { readonly kind: "markRead"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly readSeq: number | undefined }
   | { readonly kind: "push"; readonly link: Link; readonly push: Push }
   | { readonly kind: "disconnect"; readonly link: Link; readonly cause: DisconnectCause };
 

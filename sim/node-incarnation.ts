@@ -116,15 +116,15 @@ export class NodeIncarnation implements EventSink, StoreCaller {
   }
 
   async #send(frame: ClientFrame & { kind: "send" }): Promise<void> {
-    const { link, entry } = frame;
-    const target = entry.conversationId !== "" ? { conversationId: entry.conversationId } : { toUserId: entry.toUserId };
+    const { link, requestId } = frame;
+    const target = frame.conversationId !== "" ? { conversationId: frame.conversationId } : { toUserId: frame.toUserId };
     let reply: ServerFrame;
     try {
       const result = await this.messaging.send(link.userId, { target, clientMsgId: frame.clientMsgId, contentType: "text/plain", data: BODY }, link.connectionId);
-      reply = { kind: "send", link, entry, message: result.ok ? result.value.message : undefined, retryable: false };
+      reply = { kind: "send", link, requestId, message: result.ok ? result.value.message : undefined, retryable: false };
     } catch (error) {
       this.#unexpected(error, `send of ${link.connectionId}`, false);
-      reply = { kind: "send", link, entry, message: undefined, retryable: true };
+      reply = { kind: "send", link, requestId, message: undefined, retryable: true };
     }
     this.#reply(reply);
   }
@@ -133,10 +133,10 @@ export class NodeIncarnation implements EventSink, StoreCaller {
     let reply: ServerFrame;
     try {
       const result = await this.messaging.sync(frame.link.userId, { cursors: frame.cursors, maxMessagesPerConversation: 0, maxSessions: 0 });
-      reply = { kind: "sync", link: frame.link, outcome: result.ok ? result.value : undefined };
+      reply = { kind: "sync", link: frame.link, requestId: frame.requestId, outcome: result.ok ? result.value : undefined };
     } catch (error) {
       this.#unexpected(error, `sync of ${frame.link.connectionId}`, false);
-      reply = { kind: "sync", link: frame.link, outcome: undefined };
+      reply = { kind: "sync", link: frame.link, requestId: frame.requestId, outcome: undefined };
     }
     this.#reply(reply);
   }
@@ -147,10 +147,10 @@ export class NodeIncarnation implements EventSink, StoreCaller {
     try {
       const result = await this.messaging.fetchRange(link.userId, { conversationId, afterSeq: frame.afterSeq, upToSeq: frame.upToSeq, limit: 0 });
       if (!result.ok) this.#note(conversationId, `fetch of ${link.device.name} refused: ${result.reason}: ${result.message}`);
-      reply = { kind: "fetch", link, conversationId, outcome: result.ok ? result.value : undefined };
+      reply = { kind: "fetch", link, requestId: frame.requestId, conversationId, outcome: result.ok ? result.value : undefined };
     } catch (error) {
       this.#unexpected(error, `fetch of ${link.connectionId}`, false);
-      reply = { kind: "fetch", link, conversationId, outcome: undefined };
+      reply = { kind: "fetch", link, requestId: frame.requestId, conversationId, outcome: undefined };
     }
     this.#reply(reply);
   }
@@ -164,7 +164,7 @@ export class NodeIncarnation implements EventSink, StoreCaller {
     } catch (error) {
       this.#unexpected(error, `markRead of ${link.connectionId}`, false);
     }
-    this.#reply({ kind: "markRead", link, conversationId, readSeq });
+    this.#reply({ kind: "markRead", link, requestId: frame.requestId, conversationId, readSeq });
   }
 
   #reply(frame: ServerFrame): void {

@@ -1,4 +1,5 @@
 import { NO_FAULTS, type FaultConfig } from "./fault-plan.js";
+import { CLIENT_DEFAULTS } from "../client/client-settings.js";
 import type { ClientConfig } from "./device.js";
 
 /** The scenarios of `npm run sim -- <scenario>`. */
@@ -62,22 +63,23 @@ export interface SimConfig extends FaultConfig, ClientConfig {
   maxEvents: number;
 }
 
-const CLIENT_DEFAULTS: ClientConfig = {
-  heartbeatIntervalMs: 15_000,
-  heartbeatTimeoutMs: 45_000,
-  backoffBaseMs: 250,
-  backoffMaxMs: 30_000,
-  outboxMax: 1000,
-  pendingMax: 1024,
+/** The production client's defaults (one source: the simulator cannot drift from the SDK). */
+const CLIENT_SETTINGS: ClientConfig = {
+  heartbeatIntervalMs: CLIENT_DEFAULTS.heartbeatIntervalMs,
+  heartbeatTimeoutMs: CLIENT_DEFAULTS.heartbeatTimeoutMs,
+  backoffBaseMs: CLIENT_DEFAULTS.backoffBaseMs,
+  backoffMaxMs: CLIENT_DEFAULTS.backoffMaxMs,
+  resyncIntervalMs: CLIENT_DEFAULTS.resyncIntervalMs,
+  outboxMax: CLIENT_DEFAULTS.outboxMax,
+  requestsInFlightMax: CLIENT_DEFAULTS.requestsInFlightMax,
+  pendingMax: CLIENT_DEFAULTS.pendingMax,
+  reorderWindowMs: CLIENT_DEFAULTS.reorderWindowMs,
   markReadProbability: 0.1,
-  idleResyncMs: 30_000,
-  retrySends: 1,
-  readAck: 1,
 };
 
 const BASE: SimConfig = {
   ...NO_FAULTS,
-  ...CLIENT_DEFAULTS,
+  ...CLIENT_SETTINGS,
   users: 1000,
   devicesPerUserMax: 1,
   nodes: 3,
@@ -91,9 +93,9 @@ const BASE: SimConfig = {
   rampMs: 5_000,
   trafficEndMs: 30_000,
   healAtMs: 30_000,
-  // Detecting a half-open connection (45 s heartbeat timeout + 15 s ping interval), the
-  // longest reconnect backoff (30 s), one idle resync period (30 s), sync and repair trips.
-  livenessBoundMs: 150_000,
+  // Detecting a half-open connection (45 s heartbeat timeout), the longest reconnect backoff
+  // (30 s), one idle resync period (60 s, the client's), sync and repair round trips.
+  livenessBoundMs: 180_000,
   checkEveryMs: 2_000,
   offlineShare: 0,
   offlineReturnSpreadMs: 1_000,

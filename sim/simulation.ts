@@ -7,7 +7,7 @@ import { GatewayNode, Presence, type NodeContext } from "./gateway-node.js";
 import { Network } from "./network.js";
 import type { ScenarioName, SimConfig, Size } from "./scenarios.js";
 import { Scheduler, type RunEnd } from "./scheduler.js";
-import { ClientDriver } from "./sim-client.js";
+import { ClientDriver } from "./client-driver.js";
 import { Stats } from "./stats.js";
 import { Trace } from "./trace.js";
 import { Workload } from "./workload.js";
@@ -151,7 +151,7 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
     }
     for (const device of driver.devices) {
       const sessions = await backend.inner.listSessions(device.userId, Number.MAX_SAFE_INTEGER);
-      const cursors = new Map(device.engine.cursors().map((c) => [c.conversationId, c]));
+      const cursors = new Map(device.core.cursors().map((c) => [c.conversationId, c]));
       for (const s of sessions) {
         const c = cursors.get(s.conversationId);
         if (c !== undefined && c.lastSeq === s.lastSeq && c.readSeq === s.readSeq) {
@@ -168,11 +168,11 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
         converged = false;
         checkers.report("liveness", "", device.name, `not connected and synced ${config.livenessBoundMs} ms after the heal`);
       }
-      const waiting = device.outbox?.size ?? 0;
+      const waiting = device.core.outboxSize;
       if (waiting > 0) {
         converged = false;
-        const entry = device.outbox!.values().next().value!;
-        checkers.report("liveness", entry.conversationId || `to ${entry.toUserId}`, device.name, `${waiting} sends never acknowledged (first: ${entry.clientMsgId}, ${entry.attempts} attempts)`);
+        const first = device.core.outbox()[0]!;
+        checkers.report("liveness", first.conversationId || `to ${first.toUserId}`, device.name, `${waiting} sends never acknowledged (first: ${first.clientMsgId})`);
       }
     }
     return converged;

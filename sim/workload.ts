@@ -3,7 +3,7 @@ import type { StoreBackend } from "./faulty-store.js";
 import type { SimConfig } from "./scenarios.js";
 import type { Scheduler } from "./scheduler.js";
 import type { Device } from "./device.js";
-import type { ClientDriver } from "./sim-client.js";
+import type { ClientDriver } from "./client-driver.js";
 
 /** What the workload drives. */
 export interface WorkloadContext {

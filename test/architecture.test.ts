@@ -9,6 +9,12 @@ const PURE = [
   "server/route/publication.ts",
   "server/route/channel-publisher.ts",
   "client/sync-engine.ts",
+  "client/client-core.ts",
+  "client/client-settings.ts",
+  "client/client-protocol.ts",
+  "client/heartbeat.ts",
+  "client/outbox.ts",
+  "client/clock.ts",
   "client/backoff.ts",
 ];
 

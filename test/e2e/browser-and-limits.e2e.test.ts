@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
-import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   ConnectRequestSchema,
@@ -15,6 +15,7 @@ import {
 } from "../../gen/im/v1/gateway_pb.js";
 import { ConversationService } from "../../gen/im/v1/conversation_pb.js";
 import { directConversationId } from "../../server/core/conversation-id.js";
+import { dropPushes } from "../support/drop-pushes.js";
 import { browserTransport, recordMessages, startTestServer, waitFor, type TestServer } from "../support/test-server.js";
 
 describe("browser path: Subscribe plus unary calls over HTTP/1.1", () => {
@@ -72,7 +73,8 @@ describe("the SDK in browser mode (Subscribe plus unary calls)", () => {
     t = await startTestServer(["--heartbeat-interval-ms", "200"]);
     const browser = (user: string, options = {}) => t.client(user, { transport: browserTransport(t.baseUrl), mode: "browser", ...options });
     const alice = await browser("alice");
-    const bob = await browser("bob", { faults: { dropPush: (m: { seq: number }) => m.seq === 2 } });
+    const lossy = createConnectTransport({ baseUrl: t.baseUrl, httpVersion: "1.1", interceptors: [dropPushes((m) => m.seq === 2n)] });
+    const bob = await browser("bob", { transport: lossy });
     const bobSeen = recordMessages(bob);
     const aliceSeen = recordMessages(alice);
     await waitFor(() => alice.idle() && bob.idle(), "browser clients live");

@@ -1,5 +1,7 @@
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { expect, it } from "vitest";
 import { directConversationId } from "../../server/core/conversation-id.js";
+import { dropPushes } from "../support/drop-pushes.js";
 import { recordMessages, waitFor, type TestServer } from "../support/test-server.js";
 
 /**
@@ -51,7 +53,8 @@ export function messagingScenarios(server: () => TestServer): void {
 
   it("repairs a gap when a device misses pushes", async () => {
     const alice = await server().client("alice");
-    const bob = await server().client("bob", { faults: { dropPush: (m) => m.seq === 2 || m.seq === 3 } });
+    const lossy = createGrpcTransport({ baseUrl: server().baseUrl, interceptors: [dropPushes((m) => m.seq === 2n || m.seq === 3n)] });
+    const bob = await server().client("bob", { transport: lossy });
     const bobSeen = recordMessages(bob);
     await waitFor(() => alice.idle() && bob.idle(), "clients live");
     for (let i = 1; i <= 4; i++) await alice.send({ toUserId: "bob", body: `m${i}` });

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/im/v1/message_pb.js";
 import { DisconnectReason, GatewayService } from "../../gen/im/v1/gateway_pb.js";
 import { directConversationId } from "../../server/core/conversation-id.js";
+import { dropPushes } from "../support/drop-pushes.js";
 import { startTestServer, waitFor, recordMessages, type TestServer } from "../support/test-server.js";
 import { messagingScenarios } from "./messaging-scenarios.js";
 
@@ -24,7 +25,8 @@ describe("gateway over HTTP/2 with the SDK client", () => {
 
   it("sees a push lost at the tail of a conversation through its periodic sync", async () => {
     const alice = await t.client("alice");
-    const bob = await t.client("bob", { resyncIntervalMs: 300, faults: { dropPush: (m) => m.seq === 1 } });
+    const lossy = createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [dropPushes((m) => m.seq === 1n)] });
+    const bob = await t.client("bob", { resyncIntervalMs: 300, transport: lossy });
     const bobSeen = recordMessages(bob);
     await waitFor(() => alice.idle() && bob.idle(), "clients live");
     await alice.send({ toUserId: "bob", body: "only one" });
