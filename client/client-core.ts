@@ -100,6 +100,8 @@ export class ClientCore<M extends ChainMessage> {
   #markReadsQueued = 0;
   #resyncAtMs = Infinity;
   #nextSyncIsResync = false;
+  /** The user joined or left a conversation: sync as soon as nothing else is in flight. */
+  #membershipSyncDue = false;
   /** The server's disconnect frame on the current link, read when planning the reconnect. */
   #disconnect: { readonly kind: DisconnectKind; readonly reconnectAfterMs: number } | undefined;
 
@@ -201,6 +203,18 @@ export class ClientCore<M extends ChainMessage> {
     if (link !== this.#link) return;
     this.#heartbeat.heard(this.#s.clock.nowMs());
     this.#apply(this.#engine.readPosition(conversationId, readSeq));
+  }
+
+  /**
+   * The user joined or left a conversation (a group was created with it, it was added or
+   * removed, or it left on another device). A sync follows as soon as the engine is idle: it
+   * brings a joined conversation's session and messages, and reports a left one as removed.
+   */
+  membershipChanged(link: number): void {
+    if (link !== this.#link) return;
+    this.#heartbeat.heard(this.#s.clock.nowMs());
+    this.#membershipSyncDue = true;
+    this.#apply([]);
   }
 
   /** Something else arrived on `link` (a heartbeat, a pong): it is alive. */
@@ -406,6 +420,8 @@ export class ClientCore<M extends ChainMessage> {
     this.#engine.disconnected();
     this.#resyncAtMs = Infinity;
     this.#nextSyncIsResync = false;
+    // The next link syncs everything on connect.
+    this.#membershipSyncDue = false;
     this.#outbox.allWaiting();
     this.#failRequests(localFailure("connection-lost"));
     if (!this.#closed) this.#planReconnect();
@@ -507,6 +523,11 @@ export class ClientCore<M extends ChainMessage> {
       this.#failures = 0;
       this.#resyncAtMs = this.#s.resyncIntervalMs > 0 ? this.#s.clock.nowMs() + this.#s.resyncIntervalMs : Infinity;
       this.#setState("live");
+    }
+    if (this.#membershipSyncDue && this.#state === "live" && this.#engine.idle()) {
+      this.#membershipSyncDue = false;
+      this.#nextSyncIsResync = true;
+      this.#apply(this.#engine.connected());
     }
   }
 }

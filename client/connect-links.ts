@@ -1,6 +1,6 @@
 import type { Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
-import type { ConnectRequest, ConnectResponse, Disconnect, GatewayService, ReadPosition } from "../gen/im/v1/gateway_pb.js";
+import type { ConnectRequest, ConnectResponse, Disconnect, GatewayService, MembershipChanged, ReadPosition } from "../gen/im/v1/gateway_pb.js";
 import type { Message } from "../gen/im/v1/message_pb.js";
 import type { ClientRequest } from "./client-protocol.js";
 import { connectRequest, errorOfFrame, requestFrame } from "./wire-codec.js";
@@ -9,6 +9,8 @@ import { connectRequest, errorOfFrame, requestFrame } from "./wire-codec.js";
 export interface LinkSink {
   message(message: Message): void;
   read(position: ReadPosition): void;
+  /** The user joined or left a conversation. */
+  membership(change: MembershipChanged): void;
   /** A server heartbeat (browser push stream). */
   heartbeat(): void;
   disconnect(disconnect: Disconnect): void;
@@ -48,9 +50,10 @@ export function openStreamLink(gateway: Client<typeof GatewayService>, headers: 
           case "error":
             sink.failure(Number(response.requestId), errorOfFrame(frame.value));
             break;
-          case undefined:
           case "membership":
-            // Membership events are not part of the SDK's model yet; a sync reports removals.
+            sink.membership(frame.value);
+            break;
+          case undefined:
             break;
           default:
             sink.answer(Number(response.requestId), frame);
@@ -90,6 +93,7 @@ export function openBrowserLink(gateway: Client<typeof GatewayService>, headers:
         if (frame.case === "heartbeatMs") sink.heartbeat();
         else if (frame.case === "message") sink.message(frame.value);
         else if (frame.case === "read") sink.read(frame.value);
+        else if (frame.case === "membership") sink.membership(frame.value);
         else if (frame.case === "disconnect") sink.disconnect(frame.value);
       }
     } catch (e) {

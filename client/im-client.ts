@@ -386,6 +386,7 @@ export class ImClient extends Emitter<ImClientEvents> {
     return {
       message: (m) => (core.push(link, fromWireMessage(m)), after()),
       read: (r) => (core.readPushed(link, r.conversationId, Number(r.readSeq)), after()),
+      membership: () => (core.membershipChanged(link), after()),
       heartbeat: () => (core.heard(link), core.linkReady(link), after()),
       disconnect: (d) => {
         if (this.#links.has(link)) this.emit("disconnect", d);

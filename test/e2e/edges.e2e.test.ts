@@ -62,7 +62,7 @@ describe("the edge of the long-connection service", () => {
     const s = await session(t.port);
     expect(s.remoteSettings.maxConcurrentStreams).toBe(4);
     expect(s.remoteSettings.maxHeaderListSize).toBe(8192);
-    s.close();
+    s.destroy();
   });
 
   it("closes TCP connections that stay silent, or send the HTTP/2 preface but open no stream, past the handshake timeout", async () => {
@@ -77,7 +77,7 @@ describe("the edge of the long-connection service", () => {
     await Promise.all([silentClosed, idleClosed]);
     expect(busy.closed || busy.destroyed).toBe(false);
     expect(stream.closed).toBe(false);
-    busy.close();
+    busy.destroy();
   });
 
   it("refuses a user's long connection beyond the per-user bound with RESOURCE_EXHAUSTED and TOO_MANY_CONNECTIONS, and takes one again after a close", async () => {
@@ -97,7 +97,7 @@ describe("the edge of the long-connection service", () => {
     const fourth = openConnect(s, token);
     fourth.stream.write(frame(toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { requestId: 7n, frame: { case: "ping", value: {} } }))));
     await waitFor(() => fourth.frames.some((f) => f.requestId === 7n), "a connection after one closed");
-    s.close();
+    s.destroy();
   });
 
   it("ends a long connection at the deadline its client set, with DEADLINE_EXCEEDED, and refuses a malformed one", async () => {
@@ -114,7 +114,7 @@ describe("the edge of the long-connection service", () => {
     malformedTimeout.resume();
     const refused = await new Promise<http2.IncomingHttpHeaders>((resolve) => malformedTimeout.on("response", resolve));
     expect(refused["grpc-status"]).toBe(String(Code.InvalidArgument));
-    s.close();
+    s.destroy();
   });
 
   it("keeps a client that sends no application heartbeat alive while its HTTP/2 stack answers the server's PINGs", async () => {
@@ -124,7 +124,7 @@ describe("the edge of the long-connection service", () => {
     await new Promise((r) => setTimeout(r, 3500));
     expect(stream.closed).toBe(false);
     expect(frames.filter((f) => f.frame.case === "disconnect")).toEqual([]);
-    s.close();
+    s.destroy();
   });
 
   it.each([

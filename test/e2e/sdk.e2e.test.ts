@@ -129,4 +129,19 @@ describe("gateway over HTTP/2 with the SDK client", () => {
     expect(ok.messages.map((m) => m.seq)).toEqual([1n]);
     expect(ok.lastSeq).toBe(1n);
   });
+
+  it("learns at once that it joined a group or was removed from one, without waiting for its periodic sync", async () => {
+    const alice = await t.client("alice", { resyncIntervalMs: 3_600_000 });
+    const bob = await t.client("bob", { resyncIntervalMs: 3_600_000 });
+    const sessions: string[] = [];
+    const removed: string[] = [];
+    bob.on("session", (s) => sessions.push(s.conversationId));
+    bob.on("removed", (r) => removed.push(r.conversationId));
+    await waitFor(() => alice.idle() && bob.idle(), "clients live");
+    const { conversation } = await alice.conversations.createGroup({ title: "news", memberUserIds: ["bob"] });
+    const group = conversation!.conversationId;
+    await waitFor(() => sessions.includes(group), "bob's session event for the new group");
+    await alice.conversations.removeMembers({ conversationId: group, userIds: ["bob"] });
+    await waitFor(() => removed.includes(group), "bob's removed event");
+  });
 });
