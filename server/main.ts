@@ -141,17 +141,25 @@ async function main(): Promise<void> {
   }
   logger.info({ config: shown, url: `http://${config.host}:${server.gateway.port}` }, `listening on ${config.host}:${server.gateway.port} (Connect, gRPC, gRPC-Web)`);
   let stopping = false;
+  // A worker whose primary died may have lost its stdout (a broken pipe): logging must not
+  // keep it from stopping, and a drain that hangs must not keep it alive holding the port.
+  const log = (write: () => void) => {
+    try {
+      write();
+    } catch {}
+  };
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "draining");
+    setTimeout(() => process.exit(1), config.drainTimeoutMs + 5000).unref();
+    log(() => logger.info({ signal }, "draining"));
     server.stop().then(
       () => {
-        logger.info("stopped");
+        log(() => logger.info("stopped"));
         process.exit(0);
       },
       (err: unknown) => {
-        logger.error({ err }, "stop failed");
+        log(() => logger.error({ err }, "stop failed"));
         process.exit(1);
       },
     );
