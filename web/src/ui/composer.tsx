@@ -1,0 +1,60 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+
+interface ComposerProps {
+  readonly recipient: string;
+  readonly disabled: boolean;
+  /** Sends; returns a refusal in words, if any. */
+  readonly onSend: (text: string) => string | undefined;
+}
+
+/** The message field: Enter sends, Shift+Enter starts a new line. Focused when a conversation opens. */
+export function Composer({ recipient, disabled, onSend }: ComposerProps) {
+  const [text, setText] = useState("");
+  const [error, setError] = useState("");
+  const field = useRef<HTMLTextAreaElement>(null);
+  useEffect(() => field.current?.focus(), []);
+
+  const send = () => {
+    const refusal = onSend(text);
+    setError(refusal ?? "");
+    if (refusal === undefined) setText("");
+    field.current?.focus();
+  };
+
+  return (
+    <form
+      class="composer"
+      onSubmit={(e) => {
+        e.preventDefault();
+        send();
+      }}
+    >
+      <label for="composer-text">Message to {recipient}</label>
+      <textarea
+        id="composer-text"
+        rows={2}
+        value={text}
+        disabled={disabled}
+        aria-describedby="composer-hint"
+        onInput={(e) => setText(e.currentTarget.value)}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+            e.preventDefault();
+            send();
+          }
+        }}
+      />
+      <button type="submit" disabled={disabled}>
+        Send
+      </button>
+      <p id="composer-hint" class="hint">
+        Enter sends; Shift+Enter starts a new line.
+      </p>
+      {error !== "" && (
+        <p role="alert" class="error">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}
