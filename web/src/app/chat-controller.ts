@@ -5,14 +5,12 @@ import { ConversationService } from "../../../gen/im/v1/conversation_pb.js";
 import { GatewayService } from "../../../gen/im/v1/gateway_pb.js";
 import { ConversationKind, type Session } from "../../../gen/im/v1/message_pb.js";
 import { directConversationId, isUserId } from "../../../server/core/conversation-id.js";
-import { canLoadOlder, displayName, initialState, seenSeq, type SessionInfo } from "../model/chat-state.js";
+import { canLoadOlder, displayName, HISTORY_PAGE, initialState, seenSeq, type SessionInfo } from "../model/chat-state.js";
 import { disconnectWords, errorWords } from "./error-words.js";
 import type { TokenSource } from "./sign-in.js";
 import { ChatStore } from "./store.js";
 import { createWebTransport, type WebProtocol } from "./transport.js";
 
-/** Messages per history page (FetchRange). */
-export const HISTORY_PAGE = 50;
 /** Most sessions the page loads when it starts (the server's list, most recent first). */
 export const START_SESSIONS_MAX = 2000;
 /** Most members listed for a group. */

@@ -11,6 +11,8 @@
 import type { ClientMessage } from "../../../client/client-message.js";
 import { messageText } from "./message-text.js";
 
+/** Messages per history page (FetchRange). */
+export const HISTORY_PAGE = 50;
 /** Most messages a thread holds; live messages beyond it push the oldest out. */
 export const THREAD_MESSAGES_MAX = 2000;
 /** Most notices (errors in words) kept on screen. */

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 
 interface ComposerProps {
   readonly recipient: string;
@@ -12,7 +12,7 @@ export function Composer({ recipient, disabled, onSend }: ComposerProps) {
   const [text, setText] = useState("");
   const [error, setError] = useState("");
   const field = useRef<HTMLTextAreaElement>(null);
-  useEffect(() => field.current?.focus(), []);
+  useLayoutEffect(() => field.current?.focus(), []);
 
   const send = () => {
     const refusal = onSend(text);
@@ -31,6 +31,7 @@ export function Composer({ recipient, disabled, onSend }: ComposerProps) {
     >
       <label for="composer-text">Message to {recipient}</label>
       <textarea
+        ref={field}
         id="composer-text"
         rows={2}
         value={text}
