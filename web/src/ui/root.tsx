@@ -17,6 +17,12 @@ export function Root({ config }: { config: PageConfig }) {
   const [tokens, setTokens] = useState<TokenSource | undefined | null>(null);
   useEffect(() => {
     restoreSignIn(config.baseUrl).then(setTokens, () => setTokens(undefined));
+    // A #token=... link opened on this page (same document) signs in with that token.
+    const onHash = () => {
+      if (new URLSearchParams(location.hash.slice(1)).has("token")) restoreSignIn(config.baseUrl).then(setTokens, () => setTokens(undefined));
+    };
+    window.addEventListener("hashchange", onHash);
+    return () => window.removeEventListener("hashchange", onHash);
   }, [config.baseUrl]);
   if (tokens === null) return <p class="loading">Loading…</p>;
   if (tokens === undefined) return <SignInPage baseUrl={config.baseUrl} onSignedIn={setTokens} />;
