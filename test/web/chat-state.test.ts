@@ -212,6 +212,12 @@ describe("reduce(): sessions, order and unread counts", () => {
     expect(unreadCount(conv(s), ME)).toBe(5);
   });
 
+  it("counts a conversation whose newest message is the user's own as read", () => {
+    const s = run({ type: "sessions", ranked: true, sessions: [session({ lastSeq: 2, readSeq: 0, lastMessage: msg(2, 1, { sender: ME }) })] });
+    expect(unreadCount(conv(s), ME)).toBe(0);
+    expect(unreadCount(conv(reduce(s, { type: "delivered", message: msg(3, 2) })), ME)).toBe(1);
+  });
+
   it("never moves a read position back", () => {
     const s = run({ type: "delivered", message: msg(1) }, { type: "read", conversationId: DIRECT, readSeq: 1 });
     expect(reduce(s, { type: "read", conversationId: DIRECT, readSeq: 0 })).toBe(s);

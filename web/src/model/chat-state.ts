@@ -70,6 +70,8 @@ export interface Conversation {
   readonly readSeq: number;
   readonly preview: string;
   readonly previewSenderId: string;
+  /** The newest seq of a message by this user: replying implies having read up to it. */
+  readonly ownSeq: number;
   /** Time of the newest activity (message, or creation here), for the list's order. */
   readonly activityMs: number;
   /** Position in the server's session list (most recent first), to break ties. */
@@ -154,6 +156,7 @@ function emptyConversation(id: string, userId: string, cursorSeq: number): Conve
     readSeq: 0,
     preview: "",
     previewSenderId: "",
+    ownSeq: 0,
     activityMs: 0,
     rank: Number.MAX_SAFE_INTEGER,
     removed: false,
@@ -171,6 +174,12 @@ function previewOf(m: ClientMessage): string {
 }
 
 /** Takes the newest message as the preview if it is newer than the current one. */
+function withOwn(c: Conversation, messages: readonly (ClientMessage | undefined)[], userId: string): Conversation {
+  let ownSeq = c.ownSeq;
+  for (const m of messages) if (m !== undefined && m.senderId === userId && m.seq > ownSeq) ownSeq = m.seq;
+  return ownSeq === c.ownSeq ? c : { ...c, ownSeq };
+}
+
 function withPreview(c: Conversation, m: ClientMessage | undefined): Conversation {
   if (m === undefined || m.seq < c.lastSeq) return c;
   return { ...c, lastSeq: m.seq, preview: previewOf(m), previewSenderId: m.senderId, activityMs: Math.max(c.activityMs, m.sentAtMs) };
@@ -228,7 +237,7 @@ function deliver(state: ChatState, m: ClientMessage): ChatState {
   const own = m.senderId === state.userId;
   const outgoing = own && m.clientMsgId !== "" ? c.outgoing.filter((o) => o.clientMsgId !== m.clientMsgId) : c.outgoing;
   const next = withPreview({ ...c, messages, olderUpTo, outgoing, removed: false }, m);
-  return put(state, next);
+  return put(state, withOwn(next, [m], state.userId));
 }
 
 /** Prepends a history page: messages with seq <= upTo, ascending, ending at upTo. */
@@ -239,7 +248,7 @@ function prependHistory(state: ChatState, id: string, upTo: number, page: readon
   if (newest === undefined || newest.seq !== upTo) return update(state, id, (x) => ({ ...x, loadingOlder: false }));
   for (let i = 1; i < page.length; i++) if (page[i]!.prevSeq !== page[i - 1]!.seq) return update(state, id, (x) => ({ ...x, loadingOlder: false }));
   const first = page[0]!;
-  return put(state, withPreview({ ...c, messages: [...page, ...c.messages], olderUpTo: first.prevSeq, loadingOlder: false }, newest));
+  return put(state, withOwn(withPreview({ ...c, messages: [...page, ...c.messages], olderUpTo: first.prevSeq, loadingOlder: false }, newest), page, state.userId));
 }
 
 function mergeSession(state: ChatState, s: SessionInfo, rank: number | undefined): ChatState {
@@ -254,7 +263,7 @@ function mergeSession(state: ChatState, s: SessionInfo, rank: number | undefined
     rank: rank ?? c.rank,
     removed: false,
   };
-  const previewed = withPreview(merged, s.lastMessage);
+  const previewed = withOwn(withPreview(merged, s.lastMessage), [s.lastMessage], state.userId);
   return put(state, { ...previewed, lastSeq: Math.max(previewed.lastSeq, s.lastSeq) });
 }
 
@@ -320,21 +329,23 @@ export function conversationOrder(state: ChatState): Conversation[] {
 }
 
 /**
- * Messages after the read position. Exact (others' messages only) when the thread holds
- * everything after the read position; otherwise lastSeq - readSeq, which is exact while the
- * conversation's seqs are contiguous (seqs skip only where a store's sequence allocation
- * moved to another owner).
+ * Others' messages after the read position, where the user's own newest message counts as
+ * read up to it (whoever replied, from any device, has read what came before). Exact when
+ * the thread holds everything after that point; otherwise the difference of seqs, which is
+ * exact while the conversation's seqs are contiguous (seqs skip only where a store's sequence
+ * allocation moved to another owner).
  */
 export function unreadCount(c: Conversation, userId: string): number {
-  if (c.lastSeq <= c.readSeq) return 0;
+  const read = Math.max(c.readSeq, c.ownSeq);
+  if (c.lastSeq <= read) return 0;
   const first = c.messages[0];
   const last = c.messages[c.messages.length - 1];
-  if (first !== undefined && last !== undefined && first.prevSeq <= c.readSeq && last.seq >= c.lastSeq) {
+  if (first !== undefined && last !== undefined && first.prevSeq <= read && last.seq >= c.lastSeq) {
     let n = 0;
-    for (const m of c.messages) if (m.seq > c.readSeq && m.senderId !== userId) n++;
+    for (const m of c.messages) if (m.seq > read && m.senderId !== userId) n++;
     return n;
   }
-  return c.lastSeq - c.readSeq;
+  return c.lastSeq - read;
 }
 
 /** The name a person sees for a conversation. */
