@@ -98,6 +98,32 @@ describe.skipIf(!available)("the web client in Chromium", () => {
     expect(new Set(await deliveredTexts(carol)).size).toBe(long.length);
   });
 
+  it("loads older messages when scrolled to the top, keeps the place, and jumps to the newest on request", { timeout: 90_000 }, async () => {
+    t = await startTestServer();
+    const sdk = await t.client("alice");
+    await waitFor(() => sdk.idle(), "alice's SDK live");
+    const history = Array.from({ length: HISTORY_PAGE + 30 }, (_, i) => `old ${i + 1}`);
+    for (const body of history) await sdk.send({ toUserId: "carol", body });
+    const carol = await page("carol");
+    await openConversation(carol, "alice");
+    await waitForThread(carol, history.slice(-HISTORY_PAGE));
+    await waitUntil(() => unreadOf(carol, "alice"), (n) => n === 0, "read at the bottom");
+    const scroller = carol.locator(".scroller");
+    await scroller.evaluate((el) => (el.scrollTop = 0));
+    await waitForThread(carol, history);
+    // The place is kept: the message that was at the top is still on screen, not the first one.
+    expect(await scroller.evaluate((el) => el.scrollTop)).toBeGreaterThan(0);
+    const jump = carol.getByRole("button", { name: /^Jump to newest/ });
+    await jump.waitFor();
+    await sdk.send({ toUserId: "carol", body: "something new" });
+    await waitUntil(() => jump.textContent(), (text) => text === "Jump to newest (1 new)", "the new-message count on the jump button");
+    // Not seen yet: the read position stays.
+    expect(await unreadOf(carol, "alice")).toBe(1);
+    await jump.click();
+    await jump.waitFor({ state: "detached" });
+    await waitUntil(() => unreadOf(carol, "alice"), (n) => n === 0, "read after the jump");
+  });
+
   it("stops delivering a group to a removed member, who is told so in words", { timeout: 90_000 }, async () => {
     t = await startTestServer();
     const alice = await page("alice");

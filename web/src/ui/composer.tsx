@@ -15,9 +15,13 @@ export function Composer({ recipient, disabled, onSend }: ComposerProps) {
   useLayoutEffect(() => field.current?.focus(), []);
 
   const send = () => {
-    const refusal = onSend(text);
+    // The field's own value: what the person sees, even before the next render.
+    const refusal = onSend(field.current?.value ?? text);
     setError(refusal ?? "");
-    if (refusal === undefined) setText("");
+    if (refusal === undefined) {
+      setText("");
+      if (field.current !== null) field.current.value = "";
+    }
     field.current?.focus();
   };
 
