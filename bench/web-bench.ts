@@ -13,6 +13,9 @@
  *   page sends `--messages` messages one at a time, each as soon as bob's page showed the one
  *   before. Latency = from the Enter key in alice's page to the message's row being inserted
  *   into bob's page (both read performance.timeOrigin + performance.now(), one machine clock).
+ * - the same closed loop between two SDK clients in Node (ImClient in browser mode over
+ *   HTTP/1.1, one process, one clock): what the server path costs without a browser, so the
+ *   ratio of the two in one run is what the browser and the page add.
  * Each of `--runs` runs uses a fresh server. Prints every run's p50/p99 and the medians over
  * runs, the machine and its load average. Loopback only; bounded in count. Not a test:
  * nothing is asserted. Take figures under `flock /tmp/bench.lock npm run bench:web`.
@@ -28,6 +31,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { GatewayService } from "../gen/im/v1/gateway_pb.js";
+import { ImClient } from "../client/im-client.js";
 import { DEV_JWT_SECRET, mintToken } from "../server/gateway/auth.js";
 import { CHROMIUM_ARGS } from "../test/support/browser.js";
 import { startNodeProcess, type NodeProcess } from "../test/support/node-process.js";
@@ -163,6 +167,37 @@ async function sendToRender(browser: Browser, baseUrl: string, run: number): Pro
   return latencies;
 }
 
+async function sdkSendToDeliver(baseUrl: string, run: number): Promise<number[]> {
+  const client = async (user: string) => {
+    const c = new ImClient({ transport: createConnectTransport({ baseUrl, httpVersion: "1.1" }), mode: "browser", token: await mintToken(DEV_JWT_SECRET, user) });
+    c.start();
+    return c;
+  };
+  const alice = await client(`sdk-alice${run}`);
+  const bob = await client(`sdk-bob${run}`);
+  try {
+    const deadline = Date.now() + WAIT_MS;
+    while (!(alice.idle() && bob.idle()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    let wake: ((at: number) => void) | undefined;
+    bob.on("message", () => wake?.(performance.now()));
+    const latencies: number[] = [];
+    for (let i = 0; i <= MESSAGES; i++) {
+      const arrived = new Promise<number>((resolve, reject) => {
+        wake = resolve;
+        setTimeout(() => reject(new Error("no delivery within the bound")), WAIT_MS).unref();
+      });
+      const t0 = performance.now();
+      void alice.send({ toUserId: `sdk-bob${run}`, body: `sdk ${i}` });
+      const t1 = await arrived;
+      if (i > 0) latencies.push(t1 - t0); // the first one creates the conversation
+    }
+    return latencies;
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+}
+
 function assetSizes(): { raw: number; gzip: number } {
   const dir = path.join(ROOT, "web/dist/assets");
   let raw = 0;
@@ -188,7 +223,7 @@ async function main(): Promise<void> {
       `client assets: ${(sizes.raw / 1024).toFixed(0)} KiB (${(sizes.gzip / 1024).toFixed(0)} KiB gzipped)\n`,
   );
   const browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
-  const rows: { cold50: number; cold99: number; warm50: number; warm99: number; lat50: number; lat99: number; load: string }[] = [];
+  const rows: { cold50: number; cold99: number; warm50: number; warm99: number; lat50: number; lat99: number; sdk50: number; sdk99: number; load: string }[] = [];
   try {
     for (let run = 1; run <= RUNS; run++) {
       const load = loadavg().map((x) => x.toFixed(2)).join(" ");
@@ -200,6 +235,7 @@ async function main(): Promise<void> {
         await seed(node.port);
         const { cold, warm } = await pageLoads(browser, baseUrl);
         const latencies = await sendToRender(browser, baseUrl, run);
+        const sdk = await sdkSendToDeliver(baseUrl, run);
         const s = (xs: number[]) => [...xs].sort((a, b) => a - b);
         const row = {
           cold50: quantile(s(cold), 0.5),
@@ -208,11 +244,13 @@ async function main(): Promise<void> {
           warm99: quantile(s(warm), 0.99),
           lat50: quantile(s(latencies), 0.5),
           lat99: quantile(s(latencies), 0.99),
+          sdk50: quantile(s(sdk), 0.5),
+          sdk99: quantile(s(sdk), 0.99),
           load,
         };
         rows.push(row);
         process.stdout.write(
-          `run ${run} (load ${load}): load to live cold p50 ${ms(row.cold50)} p99 ${ms(row.cold99)} ms, warm p50 ${ms(row.warm50)} p99 ${ms(row.warm99)} ms; send-to-render p50 ${ms(row.lat50)} p99 ${ms(row.lat99)} ms (n=${latencies.length})\n`,
+          `run ${run} (load ${load}): load to live cold p50 ${ms(row.cold50)} p99 ${ms(row.cold99)} ms, warm p50 ${ms(row.warm50)} p99 ${ms(row.warm99)} ms; send-to-render p50 ${ms(row.lat50)} p99 ${ms(row.lat99)} ms (n=${latencies.length}); SDK send-to-deliver p50 ${ms(row.sdk50)} p99 ${ms(row.sdk99)} ms (n=${sdk.length}); browser/SDK p50 ratio ${(row.lat50 / row.sdk50).toFixed(2)}\n`,
         );
       } finally {
         node?.kill("SIGTERM");
@@ -229,6 +267,7 @@ async function main(): Promise<void> {
       `| page load to live, new context (nothing cached) | ${m("cold50")} | ${m("cold99")} |\n` +
       `| page load to live, reload (assets cached) | ${m("warm50")} | ${m("warm99")} |\n` +
       `| send-to-render, two browser contexts | ${m("lat50")} | ${m("lat99")} |\n` +
+      `| send-to-deliver, two SDK clients in Node (same server, same run) | ${m("sdk50")} | ${m("sdk99")} |\n` +
       `\nmedians over ${rows.length} runs; load average at start ${startLoad}, at the end ${loadavg().map((x) => x.toFixed(2)).join(" ")}\n`,
   );
 }
