@@ -15,6 +15,7 @@ const REASONS: Partial<Record<ErrorReason, string>> = {
   [ErrorReason.UNAVAILABLE]: "The server's store is unavailable; retrying",
   [ErrorReason.INTERNAL]: "The server failed (internal error)",
   [ErrorReason.PERMISSION_DENIED]: "Not allowed: only the group's owner may do that",
+  [ErrorReason.TOO_MANY_CONNECTIONS]: "Too many open tabs or devices for this user: close one and this page reconnects",
 };
 
 /** Words for errors without a reason detail (transport failures, other servers). */
