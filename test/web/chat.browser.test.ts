@@ -211,6 +211,18 @@ describe.skipIf(!available)("the web client in Chromium", () => {
     await waitForThread(alice, ["short"]);
   });
 
+  it("says why a tab beyond the user's connection limit stays offline, and connects once a slot is free", { timeout: 60_000 }, async () => {
+    t = await startTestServer(["--max-connections-per-user", "1"]);
+    const first = await userPage(chrome.browser, t.baseUrl, "bob");
+    const second = await first.context.newPage();
+    await second.goto(t.baseUrl);
+    await second.getByLabel("User name").fill("bob");
+    await second.getByRole("button", { name: "Sign in" }).click();
+    await waitUntil(() => second.getByTestId("connection").textContent(), (text) => (text ?? "").includes("Too many open tabs or devices for this user"), "the refusal in words");
+    await first.page.close();
+    await waitUntil(() => second.getByTestId("connection").getAttribute("data-state"), (s) => s === "live", "the second tab live", 30_000);
+  });
+
   it("keeps keyboard users in the flow: labelled fields, Enter sends, focus goes to the message field", { timeout: 60_000 }, async () => {
     t = await startTestServer();
     const alice = await page("alice");
