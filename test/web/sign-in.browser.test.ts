@@ -98,6 +98,24 @@ describe.skipIf(!available)("signing in to the web client, protocols and origins
     expect(seen.some((c) => c.startsWith("application/grpc-web"))).toBe(true);
   });
 
+  it("stays signed in when reloaded while its gateway is down, and connects when it is back", { timeout: 90_000 }, async () => {
+    // The page comes from one server; the gateway it talks to (on another port) goes away.
+    const pages = await server([]);
+    const port = await freePort();
+    const origin = `http://127.0.0.1:${pages.port}`;
+    let gateway = await startTestServer(["--port", String(port), "--allowed-origins", origin]);
+    const page = await newPage();
+    await signIn(page, `${origin}/?server=${encodeURIComponent(gateway.baseUrl)}`, "alice");
+    await gateway.stop();
+    await page.reload();
+    await waitForState(page, "offline");
+    expect(await connection(page).textContent()).toContain("Cannot reach the server");
+    expect(await page.getByTestId("me").textContent()).toBe("alice");
+    gateway = await startTestServer(["--port", String(port), "--allowed-origins", origin]);
+    servers.push(gateway);
+    await waitForState(page, "live", 30_000);
+  });
+
   it("works from another origin only when that origin is allowed", { timeout: 90_000 }, async () => {
     // localhost and 127.0.0.1 are different origins for the browser: the page comes from one
     // and calls the gateway at the other.

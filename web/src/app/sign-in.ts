@@ -8,6 +8,8 @@
  *    form, for which the gateway's `/dev/token` endpoint mints a token.
  */
 
+import { Code, ConnectError } from "@connectrpc/connect";
+
 /** Supplies tokens for one signed-in user. */
 export interface TokenSource {
   readonly userId: string;
@@ -53,8 +55,8 @@ function fixedToken(token: string, kind: "fragment"): TokenSource | undefined {
   return { userId: claims.sub, kind, token: async () => token };
 }
 
-/** Why the development endpoint refused, in words, or its token. */
-type DevTokenAnswer = { ok: true; token: string } | { ok: false; status: number; error: string };
+/** The development endpoint's token, or why there is none: in words, and the HTTP status (0: no answer). */
+type DevTokenAnswer = { ok: true; token: string } | { ok: false; status: number; error: string; cause: string };
 
 /** Asks the gateway's development endpoint for a token for `userId`. */
 export async function requestDevToken(baseUrl: string, userId: string): Promise<DevTokenAnswer> {
@@ -62,13 +64,18 @@ export async function requestDevToken(baseUrl: string, userId: string): Promise<
   try {
     response = await fetch(new URL("dev/token", baseUrl), { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ userId }) });
   } catch (error) {
-    return { ok: false, status: 0, error: `Cannot reach the server (${(error as Error).message})` };
+    const cause = (error as Error).message;
+    return { ok: false, status: 0, error: `Cannot reach the server (${cause})`, cause };
   }
   if (response.status === 404) {
-    return { ok: false, status: 404, error: "This server issues no development tokens (it has IM_JWT_SECRET set): open the page with #token=<JWT> or sign in through your app" };
+    const error = "This server issues no development tokens (it has IM_JWT_SECRET set): open the page with #token=<JWT> or sign in through your app";
+    return { ok: false, status: 404, error, cause: error };
   }
   const body = (await response.json().catch(() => ({}))) as { token?: string; error?: string };
-  if (!response.ok || typeof body.token !== "string") return { ok: false, status: response.status, error: body.error ?? `The server refused (HTTP ${response.status})` };
+  if (!response.ok || typeof body.token !== "string") {
+    const cause = body.error ?? `HTTP ${response.status}`;
+    return { ok: false, status: response.status, error: `The server refused (${cause})`, cause };
+  }
   return { ok: true, token: body.token };
 }
 
@@ -97,7 +104,8 @@ export function devTokens(baseUrl: string, userId: string, first: string): Token
       const expMs = readClaims(current)?.expMs ?? 0;
       if (expMs - Date.now() > RENEW_BEFORE_MS) return current;
       const answer = await requestDevToken(baseUrl, userId);
-      if (!answer.ok) throw new Error(answer.error);
+      // No answer: retried like any unreachable server. A refusal: signing in again is needed.
+      if (!answer.ok) throw new ConnectError(answer.cause, answer.status === 0 ? Code.Unavailable : Code.Unauthenticated);
       current = answer.token;
       return current;
     },
@@ -127,6 +135,8 @@ export async function restoreSignIn(baseUrl: string): Promise<TokenSource | unde
   if (devUser !== null) {
     const answer = await requestDevToken(baseUrl, devUser);
     if (answer.ok) return devTokens(baseUrl, devUser, answer.token);
+    // A server that is down now: stay signed in; the page connects once it answers.
+    if (answer.status === 0) return devTokens(baseUrl, devUser, "");
     sessionStorage.removeItem(DEV_USER_KEY);
   }
   return undefined;
