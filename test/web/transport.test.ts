@@ -1,7 +1,9 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConversationService } from "../../gen/im/v1/conversation_pb.js";
-import { answeringFetch, createWebTransport } from "../../web/src/app/transport.js";
+import { create } from "@bufbuild/protobuf";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/im/v1/message_pb.js";
+import { answeringFetch, createWebTransport, isUnanswered } from "../../web/src/app/transport.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
 
 describe("answeringFetch()", () => {
@@ -16,6 +18,20 @@ describe("answeringFetch()", () => {
   it("passes answers through, error statuses included", async () => {
     const answer = new Response("no", { status: 503 });
     expect(await answeringFetch(() => Promise.resolve(answer))("http://x/")).toBe(answer);
+  });
+});
+
+describe("isUnanswered()", () => {
+  const refusal = (code: Code) => new ConnectError("no", code, undefined, [{ desc: ErrorDetailSchema, value: create(ErrorDetailSchema, { reason: ErrorReason.UNAVAILABLE, retryable: true }) }]);
+  it.each([
+    ["a call cancelled with its connection", new ConnectError("This operation was aborted", Code.Canceled), true],
+    ["a fetch that failed", new ConnectError("Failed to fetch", Code.Unknown), true],
+    ["no connection", new ConnectError("not connected", Code.Unavailable), true],
+    ["the server's refusal", refusal(Code.InvalidArgument), false],
+    ["the server's UNAVAILABLE (the SDK retries those itself)", refusal(Code.Unavailable), false],
+    ["an answer without detail that is not a transport failure", new ConnectError("bad", Code.InvalidArgument), false],
+  ])("%s: %s", (_what, error, unanswered) => {
+    expect(isUnanswered(error)).toBe(unanswered);
   });
 });
 

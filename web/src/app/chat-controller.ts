@@ -7,9 +7,9 @@ import { ConversationKind, type Session } from "../../../gen/im/v1/message_pb.js
 import { directConversationId, isUserId } from "../../../server/core/conversation-id.js";
 import { canLoadOlder, displayName, HISTORY_PAGE, initialState, seenSeq, type SessionInfo } from "../model/chat-state.js";
 import { disconnectWords, errorWords } from "./error-words.js";
-import type { TokenSource } from "./sign-in.js";
+import type { TokenSource } from "./token-source.js";
 import { ChatStore } from "./store.js";
-import { createWebTransport, type WebProtocol } from "./transport.js";
+import { createWebTransport, isUnanswered, type WebProtocol } from "./transport.js";
 
 /** Most sessions the page loads when it starts (the server's list, most recent first). */
 export const START_SESSIONS_MAX = 2000;
@@ -277,7 +277,13 @@ export class ChatController {
       .then((client) => client.send({ conversationId, body: text, clientMsgId }))
       .then(
         (result) => this.store.dispatch({ type: "sendAcked", conversationId, clientMsgId, seq: Number(result.seq) }),
-        (error: unknown) => this.store.dispatch({ type: "sendFailed", conversationId, clientMsgId, error: errorWords(error) }),
+        (error: unknown) => {
+          // Cut off with its connection, unanswered: the server may or may not have stored it.
+          // Sent again with the same client_msg_id (stored at most once); the SDK holds it
+          // until the next connection.
+          if (!this.#closed && isUnanswered(error)) this.#transmit(conversationId, clientMsgId, text);
+          else this.store.dispatch({ type: "sendFailed", conversationId, clientMsgId, error: errorWords(error) });
+        },
       );
   }
 

@@ -9,15 +9,10 @@
  */
 
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { TokenSource } from "./token-source.js";
 
-/** Supplies tokens for one signed-in user. */
-export interface TokenSource {
-  readonly userId: string;
-  /** "hook", "fragment" or "dev": how the user signed in. */
-  readonly kind: "hook" | "fragment" | "dev";
-  /** A token that is valid now (fetched anew when the last one is about to expire). */
-  token(): Promise<string>;
-}
+export type { TokenSource };
+
 
 /** The auth hook an embedding page may define. */
 export interface MicrochatAuthHook {
