@@ -149,7 +149,7 @@ export class ClientCore<M extends ChainMessage> {
     if (this.#outbox.get(send.clientMsgId) !== undefined) return "duplicate";
     const entry = this.#outbox.add(send);
     if (entry === undefined) return "full";
-    if (this.#ready) this.#transmit(entry);
+    if (this.#ready && !this.#outbox.parkBehind(entry)) this.#transmit(entry);
     return "queued";
   }
 

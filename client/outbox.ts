@@ -17,10 +17,19 @@ export interface OutboxEntry {
   retryAtMs: number;
 }
 
+/** The conversation a send goes to, as far as ordering goes. */
+function targetOf(send: PendingSend): string {
+  return send.conversationId !== "" ? send.conversationId : `to:${send.toUserId}`;
+}
+
 /**
  * The sends waiting for acknowledgement, in the order the app made them, bounded by `max`.
  * A send stays until the server acknowledges it or refuses it for good; a retryable failure
  * parks it until its retry time, a lost connection puts it back to waiting.
+ *
+ * Sends of one conversation keep their order through retries: a parked send never goes out
+ * before an earlier parked send of its conversation, and a new send of a conversation that
+ * has one parked waits behind it, so an outage does not reorder what the user wrote.
  */
 export class Outbox {
   readonly #max: number;
@@ -66,11 +75,43 @@ export class Outbox {
     this.#retrying = 0;
   }
 
-  /** Parks a send until `atMs`. */
+  /**
+   * Parks a send until `atMs`, or until the earlier parked sends of its conversation go, if
+   * later; later parked sends of the conversation go no sooner than it.
+   */
   retryAt(entry: OutboxEntry, atMs: number): void {
+    const target = targetOf(entry.send);
+    let at = atMs;
+    let before = true;
+    for (const other of this.#entries?.values() ?? []) {
+      if (other === entry) {
+        before = false;
+        continue;
+      }
+      if (other.status !== RETRY || targetOf(other.send) !== target) continue;
+      if (before) at = Math.max(at, other.retryAtMs);
+      else if (other.retryAtMs < at) other.retryAtMs = at;
+    }
     if (entry.status !== RETRY) this.#retrying++;
     entry.status = RETRY;
-    entry.retryAtMs = atMs;
+    entry.retryAtMs = at;
+  }
+
+  /**
+   * A new send whose conversation has a parked send: parks it to go right after it (true);
+   * false when nothing of its conversation is parked and it may go now.
+   */
+  parkBehind(entry: OutboxEntry): boolean {
+    if (this.#retrying === 0) return false;
+    const target = targetOf(entry.send);
+    let at = -1;
+    for (const other of this.#entries?.values() ?? []) {
+      if (other === entry) break;
+      if (other.status === RETRY && targetOf(other.send) === target) at = Math.max(at, other.retryAtMs);
+    }
+    if (at < 0) return false;
+    this.retryAt(entry, at);
+    return true;
   }
 
   /** A parked send is transmitted again. */

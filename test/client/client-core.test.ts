@@ -241,6 +241,27 @@ describe("ClientCore", () => {
       expect(h.opened).toEqual([1]);
     });
 
+    it("keeps a conversation's sends in order through retries: none overtakes an earlier parked one", () => {
+      const h = new Harness();
+      h.live();
+      h.core.send(send("a"));
+      h.core.send(send("b"));
+      const [a, b] = h.written("send");
+      h.core.failed(h.link, a!.requestId, { ...RETRYABLE, retryAfterMs: 700 });
+      h.core.failed(h.link, b!.requestId, RETRYABLE);
+      // A new send of the conversation waits behind the parked ones too.
+      h.core.send(send("c"));
+      expect(h.written("send")).toHaveLength(2);
+      h.advance(699);
+      expect(h.written("send")).toHaveLength(2);
+      h.advance(1);
+      const order = h.written("send").slice(2).map((w) => (w.request as { send: PendingSend }).send.clientMsgId);
+      expect(order).toEqual(["a", "b", "c"]);
+      // Another conversation is not held up by this one.
+      h.core.send({ ...send("d"), conversationId: "other" });
+      expect(h.written("send").map((w) => (w.request as { send: PendingSend }).send.clientMsgId).at(-1)).toBe("d");
+    });
+
     it("settles a refused send as failed and drops it", () => {
       const h = new Harness();
       h.live();

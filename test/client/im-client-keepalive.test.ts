@@ -67,7 +67,7 @@ describe("ImClient with heartbeatIntervalMs 0: liveness from HTTP/2 PING keepali
     proxy = await freezableProxy(t.port);
     const counter = { pings: 0 };
     const bob = new ImClient({
-      transport: createGrpcTransport({ baseUrl: proxy.url, pingIntervalMs: 200, pingTimeoutMs: 300, interceptors: [countPings(counter)] }),
+      transport: createGrpcTransport({ baseUrl: proxy.url, pingIntervalMs: 300, pingTimeoutMs: 2000, interceptors: [countPings(counter)] }),
       token: await t.token("bob"),
       heartbeatIntervalMs: 0,
       backoff: { baseMs: 20, maxMs: 100 },
@@ -83,11 +83,11 @@ describe("ImClient with heartbeatIntervalMs 0: liveness from HTTP/2 PING keepali
     expect(states).toEqual(["connecting", "syncing", "live"]);
 
     proxy.freeze();
-    await waitFor(() => states.includes("offline"), "the dead link noticed", 5000);
+    await waitFor(() => states.includes("offline"), "the dead link noticed", 15_000);
     const alice = await t.client("alice");
     await waitFor(() => alice.idle(), "alice live");
     await alice.send({ toUserId: "bob", body: "after the freeze" });
-    await waitFor(() => seen.length === 1 && bob.state === "live", "bob back and caught up", 5000);
+    await waitFor(() => seen.length === 1 && bob.state === "live", "bob back and caught up", 15_000);
     expect(counter.pings).toBe(0);
   });
 
