@@ -49,8 +49,9 @@ describe.skipIf(!available)("the web client across a server restart", () => {
     await new Promise((r) => setTimeout(r, 300));
     server.child.kill("SIGKILL");
     await server.exited;
+    // The page goes offline, then keeps trying (connecting, offline, ...): it says so in words.
     for (const p of [alice, bob]) await waitForState(p, "offline");
-    expect(await connection(alice).textContent()).toContain("Offline, reconnecting");
+    await waitUntil(() => connection(alice).textContent(), (text) => (text ?? "").includes("Offline, reconnecting"), "the offline indicator in words");
 
     // Sent while the server is down: pending until it is back.
     await sendText(alice, "while down (alice)");
