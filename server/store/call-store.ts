@@ -82,3 +82,22 @@ export interface CallStore {
   /** Releases resources; later calls fail. */
   close(): Promise<void>;
 }
+
+/** Stands for "no deadline" (Infinity) in stores that index integers. */
+export const NO_DEADLINE_MS = 9e15;
+
+/** A call record as JSON text (stores keep it opaque beside their own index columns). */
+export function serializeCall(call: CallRecord): string {
+  return JSON.stringify({ ...call, deadlineMs: indexedDeadline(call) });
+}
+
+/** The inverse of serializeCall. */
+export function parseCall(text: string): CallRecord {
+  const call = JSON.parse(text) as CallRecord;
+  return call.deadlineMs >= NO_DEADLINE_MS ? { ...call, deadlineMs: Infinity } : call;
+}
+
+/** The call's deadline as a finite number for an index. */
+export function indexedDeadline(call: CallRecord): number {
+  return Number.isFinite(call.deadlineMs) ? call.deadlineMs : NO_DEADLINE_MS;
+}
