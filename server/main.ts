@@ -19,11 +19,15 @@ import { MemoryMessageStore } from "./store/memory-message-store.js";
 import { openCassandraMessageStore } from "./store/cassandra-message-store.js";
 import { openSqliteMessageStore } from "./store/sqlite-message-store.js";
 import { systemClock, systemRandom } from "./system.js";
+import { startCalls, type CallsRuntime } from "./calls-runtime.js";
+import type { GatewayOperations } from "./gateway/gateway-operations.js";
+import { CallService } from "../gen/im/v1/call_pb.js";
 
 /** A running server and what it owns. */
 export interface RunningServer {
   readonly gateway: GatewayServer;
   readonly store: MessageStore;
+  readonly calls: CallsRuntime;
   /** Drains the gateway, then closes the store. */
   stop(): Promise<void>;
 }
@@ -62,22 +66,29 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     ids: createMessageIdGenerator(systemClock, systemRandom),
     limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
   });
+  const verifier = createTokenVerifier(config.jwtSecret);
+  // Calls and live rooms (server/calls-runtime.ts); their stored messages take the gateway's send path.
+  let operations: GatewayOperations | undefined;
+  const calls = await startCalls(config, { messages: store, operations: () => operations!, hub: routing.hub, broker: routing.broker, verifier, clock: systemClock, logger, workerId: routing.workerId });
   const health = createHealthService();
-  const reflection = createReflectionService([GatewayService, ConversationService, Health]);
+  const reflection = createReflectionService([GatewayService, ConversationService, CallService, Health]);
   const gateway = await startGatewayServer({
     host: config.host,
     port: config.port,
     messaging,
     hub: routing.hub,
     ownership: { owners: routing.owners, calls: routing.calls },
-    verifier: createTokenVerifier(config.jwtSecret),
+    verifier,
     clock: systemClock,
     logger,
     maxFrameBytes: config.maxFrameBytes,
     extraRoutes(r) {
       health.register(r);
       reflection.register(r);
+      calls.register(r);
     },
+    callFrames: calls.frames,
+    httpRoutes: calls.http,
     // Tell load balancers first, then the clients.
     onDrain: () => health.shutdown(),
     reusePort: worker !== undefined,
@@ -99,11 +110,14 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
       heartbeatIntervalMs: config.heartbeatIntervalMs,
     },
   });
+  operations = gateway.operations;
   return {
     gateway,
     store,
+    calls,
     async stop() {
       await gateway.close({ drainTimeoutMs: config.drainTimeoutMs, reconnectSpreadMs: config.reconnectSpreadMs });
+      await calls.close();
       await routing.close();
       await store.close();
     },
@@ -119,7 +133,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = pino({ level: config.logLevel });
-  const { jwtSecret: _secret, ...shown } = config;
+  const { jwtSecret: _secret, turnSecret: _turn, livekitApiSecret: _livekit, ...shown } = config;
   if (config.jwtSecret === DEV_JWT_SECRET) logger.warn("IM_JWT_SECRET is not set: using the development secret; anyone can mint tokens");
   let workers: number;
   try {

@@ -19,7 +19,6 @@ import type { Clock } from "./clock.js";
 import { directConversationId, isUserId, parseConversationId } from "./conversation-id.js";
 import { joinLiveRoom, liveRoomMediaName, liveRoomPresence, setLiveRoomRole, type LiveRoomRecord, type RoomRole } from "./live-room.js";
 import type { MessageIdGenerator } from "./message-id.js";
-import type { Messaging } from "./messaging.js";
 import { fail, ok, StoreUnavailableError, type Result } from "./result.js";
 
 /** What the call service needs from its surroundings. */
@@ -27,8 +26,13 @@ export interface CallsDeps {
   readonly store: CallStore;
   /** Conversations and members (read only). */
   readonly messages: MessageStore;
-  /** The send path the two stored messages of each call take (its idempotency, sync, pushes). */
-  readonly messaging: Messaging;
+  /**
+   * Writes one of a call's stored messages through the platform's send path (its
+   * idempotency, sync and pushes): "stored" (also for a repeated clientMsgId), "refused" when
+   * a retry cannot succeed (e.g. the sender left the group); throws when the outcome is
+   * unknown, and the tick retries.
+   */
+  readonly sendMessage: (senderId: string, conversationId: string, clientMsgId: string, contentType: string, data: Uint8Array) => Promise<"stored" | "refused">;
   readonly publisher: CallEventPublisher;
   /** The media server for group calls and live rooms; undefined: none configured. */
   readonly media: MediaRoomProvider | undefined;
@@ -405,14 +409,9 @@ export class Calls {
     for (const kind of call.messagesPending) {
       const data = new TextEncoder().encode(JSON.stringify(callMessageBody(call, kind)));
       try {
-        const result = await this.#deps.messaging.send(call.callerId, {
-          target: { conversationId: call.conversationId },
-          clientMsgId: callMessageClientId(call.callId, kind),
-          contentType: CALL_MESSAGE_CONTENT_TYPE,
-          data,
-        });
-        // A refusal (e.g. the caller left the group) will not change on retry: give it up.
-        if (!result.ok) this.#deps.onBackgroundError?.(new Error(result.message), `stored ${kind} message of call ${call.callId}`);
+        const result = await this.#deps.sendMessage(call.callerId, call.conversationId, callMessageClientId(call.callId, kind), CALL_MESSAGE_CONTENT_TYPE, data);
+        // A refusal will not change on retry: give it up.
+        if (result === "refused") this.#deps.onBackgroundError?.(new Error("the conversation refused it"), `stored ${kind} message of call ${call.callId}`);
         written.push(kind);
       } catch (error) {
         this.#deps.onBackgroundError?.(error, `stored ${kind} message of call ${call.callId}`);

@@ -59,9 +59,12 @@ export function createCallHarness(options: { store?: CallStore; messages?: Memor
   const calls = new Calls({
     store,
     messages,
-    messaging,
     publisher,
     media,
+    sendMessage: async (senderId, conversationId, clientMsgId, contentType, data) => {
+      const r = await messaging.send(senderId, { target: { conversationId }, clientMsgId, contentType, data });
+      return r.ok ? "stored" : "refused";
+    },
     iceServers: () => ({ iceServers: [{ urls: ["stun:127.0.0.1:3478"], username: "", credential: "" }], expiresAtMs: 0 }),
     clock,
     ids,
