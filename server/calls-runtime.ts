@@ -41,6 +41,8 @@ export interface CallsRuntime {
   frames(userId: string, frame: ConnectRequest["frame"]): Promise<ConnectResponse["frame"]>;
   /** Serves the media server's webhook; false for other requests. */
   readonly http: HttpRoute;
+  /** Media-server webhooks whose signature checked out, by event name. */
+  readonly webhooks: ReadonlyMap<string, number>;
   /** Stops the deadline timer and closes the call store. */
   close(): Promise<void>;
 }
@@ -111,8 +113,17 @@ export async function startCalls(config: ServerConfig, deps: CallsRuntimeDeps): 
   });
   const operations = new CallOperations(calls, clock, timeouts.keepaliveIntervalMs);
   const service = createCallService({ operations, verifier: deps.verifier, validator: createRequestValidator(), logger });
+  const webhooks = new Map<string, number>();
   const webhook =
-    media === undefined ? undefined : createLivekitWebhookHandler({ apiKey: config.livekitApiKey, apiSecret: config.livekitApiSecret, sink: calls, logger });
+    media === undefined
+      ? undefined
+      : createLivekitWebhookHandler({
+          apiKey: config.livekitApiKey,
+          apiSecret: config.livekitApiSecret,
+          sink: calls,
+          logger,
+          onVerified: (event) => webhooks.set(event, (webhooks.get(event) ?? 0) + 1),
+        });
   let ticking = false;
   const timer = setInterval(() => {
     if (ticking) return;
@@ -126,6 +137,7 @@ export async function startCalls(config: ServerConfig, deps: CallsRuntimeDeps): 
   return {
     calls,
     store,
+    webhooks,
     register: (r) => r.service(CallService, service),
     frames: (userId, frame) => answerCallFrame(operations, userId, frame),
     http: (req, res) => webhook?.(req, res) ?? false,

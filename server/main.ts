@@ -94,7 +94,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     reusePort: worker !== undefined,
     listenBacklog: config.listenBacklog,
     connectionIdPrefix: routing.workerId,
-    extraStats: () => ({ routing: routing.stats() }),
+    extraStats: () => ({ routing: routing.stats(), mediaWebhooks: Object.fromEntries(calls.webhooks) }),
     edge: {
       maxConcurrentStreams: config.h2MaxConcurrentStreams,
       maxHeaderListBytes: config.maxHeaderListBytes,

@@ -28,7 +28,14 @@ export type HttpRoute = (req: Request, res: Response) => boolean;
  * Unsigned, badly signed or oversized posts are refused and change nothing. Returns false
  * for requests that are not for it.
  */
-export function createLivekitWebhookHandler(options: { apiKey: string; apiSecret: string; sink: MediaPresenceSink; logger: Logger }): HttpRoute {
+export function createLivekitWebhookHandler(options: {
+  apiKey: string;
+  apiSecret: string;
+  sink: MediaPresenceSink;
+  logger: Logger;
+  /** Told the name of every webhook whose signature checked out (for stats). */
+  onVerified?: (event: string) => void;
+}): HttpRoute {
   const receiver = new WebhookReceiver(options.apiKey, options.apiSecret);
   return (req, res) => {
     if (req.url !== LIVEKIT_WEBHOOK_PATH) return false;
@@ -54,6 +61,7 @@ export function createLivekitWebhookHandler(options: { apiKey: string; apiSecret
       const auth = req.headers.authorization;
       receiver.receive(body, typeof auth === "string" ? auth : undefined).then(
         async (event) => {
+          options.onVerified?.(event.event);
           const room = event.room?.name ?? "";
           const identity = event.participant?.identity ?? "";
           if ((event.event === "participant_joined" || event.event === "participant_left") && room !== "" && identity !== "") {
