@@ -41,7 +41,7 @@ import {
 import type { Calls, CallTarget } from "../core/calls.js";
 import type { Clock } from "../core/clock.js";
 import { fromWireRole, fromWireSignal, toWireCall, toWireIceServers, toWireLiveRoom, toWireMediaRoom, toWireRole } from "./call-codec.js";
-import { seqFromWire } from "./codec.js";
+import { cursorSeqFromWire } from "./codec.js";
 import { invalidArgument, unwrap } from "./errors.js";
 
 const ADMIT_TTL_MS = 60_000;
@@ -103,8 +103,8 @@ export class CallOperations {
   }
 
   async getCall(userId: string, req: GetCallRequest): Promise<GetCallResponse> {
-    const after = seqFromWire(req.afterSignalSeq);
-    if (after === undefined) throw invalidArgument("after_signal_seq is out of range");
+    // A seq beyond every signal's (above 2^53 - 1) simply misses nothing.
+    const after = cursorSeqFromWire(req.afterSignalSeq);
     const view = unwrap(await this.#calls.getCall(userId, req.callId, req.deviceId, after));
     return create(GetCallResponseSchema, { call: toWireCall(view.call), lastSignalSeq: BigInt(view.lastSignalSeq), signalsMissed: view.signalsMissed });
   }
