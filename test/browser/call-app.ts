@@ -1,4 +1,5 @@
 /// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 // The page the browser tests load (bundled by esbuild): the SDK in browser mode, a call
 // client, WebRTC with the fake camera, and LiveKit's client for live rooms. The tests drive
 // it through `window.app`.
