@@ -25,7 +25,8 @@ export interface PeerConnectionLike {
   restartIce(): void;
   addEventListener(type: "negotiationneeded", listener: () => void): void;
   addEventListener(type: "icecandidate", listener: (event: { readonly candidate: CandidateLike | null }) => void): void;
-  removeEventListener(type: string, listener: (...args: never[]) => void): void;
+  removeEventListener(type: "negotiationneeded", listener: () => void): void;
+  removeEventListener(type: "icecandidate", listener: (event: { readonly candidate: CandidateLike | null }) => void): void;
 }
 
 /** Sends one signal and resolves once the server took it (the negotiator sends them one at a time). */
@@ -108,7 +109,7 @@ export class CallNegotiator {
   close(): void {
     this.#closed = true;
     this.#pc.removeEventListener("negotiationneeded", this.#onNegotiationNeeded);
-    this.#pc.removeEventListener("icecandidate", this.#onCandidate as (...args: never[]) => void);
+    this.#pc.removeEventListener("icecandidate", this.#onCandidate);
   }
 
   async #negotiate(): Promise<void> {

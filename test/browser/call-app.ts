@@ -42,7 +42,7 @@ function loopbackOnly(real: RTCPeerConnection): PeerConnectionLike {
     },
     restartIce: () => real.restartIce(),
     addEventListener: ((type: string, l: EventListener) => real.addEventListener(type, l)) as unknown as PeerConnectionLike["addEventListener"],
-    removeEventListener: (type: string, l: (...args: never[]) => void) => real.removeEventListener(type, l as unknown as EventListener),
+    removeEventListener: ((type: string, l: EventListener) => real.removeEventListener(type, l)) as unknown as PeerConnectionLike["removeEventListener"],
   } as PeerConnectionLike;
 }
 
