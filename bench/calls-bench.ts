@@ -63,9 +63,10 @@ async function main(): Promise<void> {
   const load = loadavg().map((l) => l.toFixed(2)).join(" ");
   console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "?"}, load average at start: ${load}`);
   const node = await startNodeProcess(["--workers", "1", "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal", "--call-ring-timeout-ms", "60000"]);
-  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${node.port}` });
   const devices: Device[] = [];
   const device = async (userId: string, deviceId: string): Promise<Device> => {
+    // One HTTP/2 connection per device, as real devices hold them (and within the server's stream bound).
+    const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${node.port}` });
     const im = new ImClient({ transport, token: await mintToken(DEV_JWT_SECRET, userId), heartbeatIntervalMs: 5000 });
     const calls = new CallClient({ im, userId, deviceId, tickMs: 1000 });
     im.start();
