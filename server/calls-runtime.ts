@@ -77,10 +77,13 @@ export function callTimeouts(config: ServerConfig): CallTimeouts {
 
 /** Picks the call store: Redis for several nodes, memory beside the memory store, else SQLite. */
 export async function openCallStore(config: ServerConfig): Promise<CallStore> {
-  const kind = config.callStore === "auto" ? (config.redisUrl !== "" ? "redis" : config.store === "memory" ? "memory" : "sqlite") : config.callStore;
+  // The Redis call store runs multi-key scripts: a plain Redis, not a Redis Cluster (whose
+  // URLs start redis+cluster://); with a cluster, auto keeps call state in SQLite (one node).
+  const plainRedis = config.redisUrl !== "" && !config.redisUrl.startsWith("redis+cluster:");
+  const kind = config.callStore === "auto" ? (plainRedis ? "redis" : config.store === "memory" ? "memory" : "sqlite") : config.callStore;
   if (kind === "memory") return new MemoryCallStore();
   if (kind === "redis") {
-    if (config.redisUrl === "") throw new Error("--call-store redis needs --redis-url");
+    if (!plainRedis) throw new Error("--call-store redis needs --redis-url naming a plain Redis (not redis+cluster://)");
     return openRedisCallStore({ url: config.redisUrl });
   }
   return openSqliteCallStore({ path: path.join(config.dataDir, "calls.sqlite"), synchronous: config.sqliteSync });
