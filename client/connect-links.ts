@@ -1,9 +1,9 @@
-import type { Client } from "@connectrpc/connect";
+import { ConnectError, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { create } from "@bufbuild/protobuf";
 import { ConnectRequestSchema, type ConnectRequest, type ConnectResponse, type Disconnect, type GatewayService, type MembershipChanged, type ReadPosition } from "../gen/im/v1/gateway_pb.js";
 import type { CallEvent } from "../gen/im/v1/call_pb.js";
-import type { Message } from "../gen/im/v1/message_pb.js";
+import { ErrorDetailSchema, type Message } from "../gen/im/v1/message_pb.js";
 import type { ClientRequest } from "./client-protocol.js";
 import { connectRequest, errorOfFrame, requestFrame } from "./wire-codec.js";
 
@@ -116,10 +116,24 @@ export function openBrowserLink(gateway: Client<typeof GatewayService>, headers:
       sink.ended(error);
     }
   })();
+  // A refusal from the server always carries an im.v1.ErrorDetail; a call that failed without
+  // one never got an answer (the network, a server that died, this link being closed), which
+  // is the link failing: it ends, and the client redoes its requests on the next link, as
+  // when a long connection breaks.
+  let failed = false;
   const settle = <T>(requestId: number, call: Promise<T>, frame: (value: T) => ConnectResponse["frame"]) => {
     call.then(
       (value) => sink.answer(requestId, frame(value)),
-      (e: unknown) => sink.failure(requestId, e),
+      (e: unknown) => {
+        if (abort.signal.aborted || failed) return;
+        if (ConnectError.from(e).findDetails(ErrorDetailSchema).length > 0) {
+          sink.failure(requestId, e);
+          return;
+        }
+        failed = true;
+        abort.abort();
+        sink.ended(e);
+      },
     );
   };
   return {

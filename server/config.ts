@@ -47,6 +47,7 @@ export interface ServerConfig {
   readonly livekitApiKey: string;
   readonly livekitApiSecret: string;
   readonly liveRoomViewersMax: number;
+  readonly allowedOrigins: string;
 }
 
 interface Option {
@@ -91,6 +92,7 @@ export const OPTIONS: readonly Option[] = [
   { flag: "h2-max-session-memory-mb", env: "IM_H2_MAX_SESSION_MEMORY_MB", key: "h2MaxSessionMemoryMb", fallback: "10", kind: "int", doc: "memory one HTTP/2 connection may hold in nghttp2 before its new streams are refused" },
   { flag: "handshake-timeout-ms", env: "IM_HANDSHAKE_TIMEOUT_MS", key: "handshakeTimeoutMs", fallback: "10000", kind: "int", doc: "a TCP connection that has not opened its first stream (or sent its first HTTP/1.1 request) by then is closed" },
   { flag: "max-connections-per-user", env: "IM_MAX_CONNECTIONS_PER_USER", key: "maxConnectionsPerUser", fallback: "16", kind: "int", doc: "long connections (Connect and Subscribe streams) one user may hold per worker process; more are refused with RESOURCE_EXHAUSTED / TOO_MANY_CONNECTIONS" },
+  { flag: "allowed-origins", env: "IM_ALLOWED_ORIGINS", key: "allowedOrigins", fallback: "", kind: "string", doc: "origins whose browser apps may call the gateway (CORS for Connect and gRPC-Web), comma-separated scheme://host[:port], or * for any; empty: same-origin only" },
   { flag: "listen-backlog", env: "IM_LISTEN_BACKLOG", key: "listenBacklog", fallback: "4096", kind: "int", doc: "accept queue length of the listening socket (capped by net.core.somaxconn); a reconnect storm overflows a short one" },
   { flag: "call-store", env: "IM_CALL_STORE", key: "callStore", fallback: "auto", kind: ["auto", "memory", "sqlite", "redis"], doc: "call state: auto is redis with a plain-Redis --redis-url, memory with the memory store, else sqlite (calls.sqlite in --data-dir, shared by the workers; also with a Redis Cluster, which the call store does not support yet)" },
   { flag: "turn-urls", env: "IM_TURN_URLS", key: "turnUrls", fallback: "", kind: "string", doc: "STUN/TURN URLs for one-to-one calls, comma-separated (e.g. stun:turn.example.com:3478,turn:turn.example.com:3478); empty: none" },

@@ -7,6 +7,8 @@ import { Messaging } from "./core/messaging.js";
 import { loadConfig, type ServerConfig } from "./config.js";
 import { createTokenVerifier, DEV_JWT_SECRET } from "./gateway/auth.js";
 import { startGatewayServer, type GatewayServer } from "./gateway/gateway-server.js";
+import { parseAllowedOrigins } from "./gateway/cors.js";
+import { createWebRoutes } from "./gateway/web-routes.js";
 import { createHealthService } from "./gateway/health-service.js";
 import { createReflectionService } from "./gateway/reflection-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -102,6 +104,8 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
       handshakeTimeoutMs: config.handshakeTimeoutMs,
       connectionsPerUserMax: config.maxConnectionsPerUser,
     },
+    webRoutes: createWebRoutes({ devTokenSecret: config.jwtSecret === DEV_JWT_SECRET ? DEV_JWT_SECRET : undefined, logger }),
+    allowedOrigins: parseAllowedOrigins(config.allowedOrigins),
     limits: {
       pushQueueMax: config.pushQueueMax,
       pushQueueBytesMax: config.pushQueueBytesMax,
@@ -128,6 +132,7 @@ async function main(): Promise<void> {
   let config: ServerConfig;
   try {
     config = loadConfig(process.argv.slice(2), process.env);
+    parseAllowedOrigins(config.allowedOrigins);
   } catch (error) {
     process.stderr.write(`microchat: ${(error as Error).message}\n`);
     process.exit(2);

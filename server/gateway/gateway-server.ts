@@ -18,6 +18,8 @@ import { withProtocolErrorDetails } from "./protocol-errors.js";
 import type { HttpRoute } from "../media/livekit-webhook.js";
 import { createRequestValidator } from "./request-validator.js";
 import { createLeanGateway } from "./lean-gateway.js";
+import { withCors } from "./cors.js";
+import type { WebRoutes } from "./web-routes.js";
 import { GatewayService } from "../../gen/im/v1/gateway_pb.js";
 import { ConversationService } from "../../gen/im/v1/conversation_pb.js";
 
@@ -61,6 +63,10 @@ export interface GatewayServerOptions {
   readonly callFrames?: GatewayServiceDeps["callFrames"];
   /** Serves other HTTP requests first (e.g. a media server's webhook); true when it did. */
   readonly httpRoutes?: HttpRoute;
+  /** The web client and the development token endpoint, for requests no RPC route takes. */
+  readonly webRoutes?: WebRoutes;
+  /** Origins that browsers may call from (CORS); empty: same-origin only. */
+  readonly allowedOrigins?: readonly string[];
 }
 
 /** Limits at the edge: what one TCP connection and one user may hold. */
@@ -131,7 +137,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const gateway = createGatewayService(longConnections);
   const lean = createLeanGateway({ ...longConnections, maxFrameBytes: options.maxFrameBytes });
   const conversations = createConversationService({ messaging, operations, verifier, validator, logger });
-  const handler = connectNodeAdapter({
+  const rpc = connectNodeAdapter({
     readMaxBytes: options.maxFrameBytes,
     routes: withProtocolErrorDetails((r) => {
       r.service(GatewayService, gateway);
@@ -147,10 +153,12 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
         res.end(body);
         return;
       }
+      if (options.webRoutes?.(req, res) === true) return;
       res.writeHead(404, { "content-type": "text/plain" });
       res.end("not found");
     },
   });
+  const handler = withCors(options.allowedOrigins ?? [], rpc);
 
   const h2 = http2.createServer(
     {

@@ -3,7 +3,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CallState } from "../../gen/im/v1/call_pb.js";
 import { LIVEKIT_WEBHOOK_PATH } from "../../server/media/livekit-webhook.js";
-import { bundleCallApp, launchChromium, startPageServer, type PageServer } from "../support/browser.js";
+import { bundleCallApp, launchCallChromium, startPageServer, type PageServer } from "../support/call-browser.js";
 import { startLivekit, type Livekit } from "../support/livekit.js";
 import { freePort } from "../support/server-process.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
@@ -41,7 +41,7 @@ async function until<T>(page: Page, read: (arg: string) => Promise<T> | T, test:
 let browser: Browser;
 let bundle: string;
 beforeAll(async () => {
-  [browser, bundle] = await Promise.all([launchChromium(), bundleCallApp()]);
+  [browser, bundle] = await Promise.all([launchCallChromium(), bundleCallApp()]);
 });
 afterAll(async () => {
   await browser?.close();

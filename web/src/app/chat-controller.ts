@@ -1,0 +1,370 @@
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { ImClient } from "../../../client/im-client.js";
+import { fromWireMessage } from "../../../client/client-message.js";
+import { ConversationService } from "../../../gen/im/v1/conversation_pb.js";
+import { GatewayService } from "../../../gen/im/v1/gateway_pb.js";
+import { ConversationKind, type Session } from "../../../gen/im/v1/message_pb.js";
+import { directConversationId, isUserId } from "../../../server/core/conversation-id.js";
+import { canLoadOlder, displayName, HISTORY_PAGE, initialState, seenSeq, type SessionInfo } from "../model/chat-state.js";
+import { disconnectWords, errorWords } from "./error-words.js";
+import type { TokenSource } from "./token-source.js";
+import { ChatStore } from "./store.js";
+import { createWebTransport, isUnanswered, type WebProtocol } from "./transport.js";
+
+/** Most sessions the page loads when it starts (the server's list, most recent first). */
+export const START_SESSIONS_MAX = 2000;
+/** Most members listed for a group. */
+export const MEMBERS_SHOWN_MAX = 1000;
+/** Reconnect backoff: the SDK's full jitter, capped low enough that a restarted server is found quickly. */
+const BACKOFF = { baseMs: 250, maxMs: 8000 } as const;
+
+/** What the controller needs from the page. */
+export interface ChatControllerOptions {
+  /** The gateway, e.g. the page's own origin. */
+  readonly baseUrl: string;
+  readonly protocol: WebProtocol;
+  readonly tokens: TokenSource;
+  /** Whether a person can see the page now. */
+  readonly visible: () => boolean;
+  /** A transport instead of the browser's (tests). */
+  readonly transport?: Transport;
+}
+
+function sessionInfo(s: Session, cursorSeq: number): SessionInfo {
+  return {
+    conversationId: s.conversationId,
+    kind: s.kind === ConversationKind.GROUP ? "group" : "direct",
+    title: s.title,
+    peerUserId: s.peerUserId,
+    lastSeq: Number(s.lastSeq),
+    readSeq: Number(s.readSeq),
+    lastMessage: s.lastMessage === undefined ? undefined : fromWireMessage(s.lastMessage),
+    cursorSeq,
+  };
+}
+
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** User ids typed as "a, b c" -> ["a", "b", "c"]. */
+export function parseUserIds(text: string): string[] {
+  return [...new Set(text.split(/[\s,]+/).filter((s) => s !== ""))];
+}
+
+/**
+ * The page's shell around the SDK: it starts from the server's session list, runs ImClient
+ * in browser mode (Subscribe plus unary calls), pages history with FetchRange, and turns
+ * everything the SDK and the server say into ChatState actions, errors in words.
+ */
+export class ChatController {
+  readonly store: ChatStore;
+  readonly #options: ChatControllerOptions;
+  readonly #transport: Transport;
+  readonly #gateway: Client<typeof GatewayService>;
+  readonly #conversations: Client<typeof ConversationService>;
+  #client: ImClient | undefined;
+  readonly #clientReady: Promise<ImClient>;
+  #resolveClient!: (client: ImClient) => void;
+  #closed = false;
+  #wake: (() => void) | undefined;
+  /** Read positions being sent, per conversation. */
+  readonly #marking = new Set<string>();
+  #refresh: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: ChatControllerOptions) {
+    this.#options = options;
+    this.store = new ChatStore(initialState(options.tokens.userId));
+    this.#transport = options.transport ?? createWebTransport(options.baseUrl, options.protocol);
+    this.#gateway = createClient(GatewayService, this.#transport);
+    this.#conversations = createClient(ConversationService, this.#transport);
+    this.#clientReady = new Promise((resolve) => (this.#resolveClient = resolve));
+  }
+
+  get userId(): string {
+    return this.#options.tokens.userId;
+  }
+
+  /** Loads the session list (retrying until the server answers), then connects. */
+  async start(): Promise<void> {
+    const sessions = await this.#startingPoint();
+    if (sessions === undefined) return;
+    const client = new ImClient({
+      transport: this.#transport,
+      token: () => this.#options.tokens.token(),
+      mode: "browser",
+      userId: this.userId,
+      backoff: BACKOFF,
+      cursors: sessions.map((s) => ({ conversationId: s.conversationId, lastSeq: s.lastSeq, readSeq: s.readSeq })),
+    });
+    this.#wire(client);
+    this.#client = client;
+    this.#resolveClient(client);
+    client.start();
+  }
+
+  /** Stops for good. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#wake?.();
+    clearTimeout(this.#refresh);
+    await this.#client?.close();
+  }
+
+  /**
+   * Where the page starts: the conversations and the cursor the SDK resumes each from. This
+   * is the one place where the SDK's IndexedDB ClientStore plugs in: with it, cursors and
+   * history come from the store (and stored history shows before the connection is up), and
+   * the server's list only adds what is new. Until then history lives in memory (ChatState)
+   * and each conversation starts at its newest message; older ones are history pages.
+   */
+  async #startingPoint(): Promise<SessionInfo[] | undefined> {
+    const { store } = this;
+    for (let attempt = 0; !this.#closed; attempt++) {
+      store.dispatch({ type: "connection", state: "connecting" });
+      try {
+        const sessions = (await this.#listSessions(START_SESSIONS_MAX)).map((s) => sessionInfo(s, Number(s.lastSeq)));
+        store.dispatch({ type: "sessions", sessions, ranked: true });
+        return sessions;
+      } catch (error) {
+        store.dispatch({ type: "connection", state: "offline", detail: errorWords(error) });
+        const delay = Math.floor(Math.random() * Math.min(BACKOFF.maxMs, BACKOFF.baseMs * 2 ** Math.min(attempt, 10)));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    }
+    return undefined;
+  }
+
+  async #headers(): Promise<{ authorization: string }> {
+    return { authorization: `Bearer ${await this.#options.tokens.token()}` };
+  }
+
+  async #listSessions(max: number): Promise<Session[]> {
+    const out: Session[] = [];
+    let pageToken = "";
+    do {
+      const page = await this.#conversations.listConversations({ pageSize: Math.min(1000, max - out.length), pageToken }, { headers: await this.#headers() });
+      out.push(...page.sessions);
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "" && out.length < max);
+    return out;
+  }
+
+  #wire(client: ImClient): void {
+    const { store } = this;
+    client.on("state", (state) => {
+      store.dispatch({ type: "connection", state });
+      if (state === "live") {
+        const selected = store.state.selectedId;
+        if (selected !== undefined) this.seen(selected);
+      }
+    });
+    client.on("message", (message) => {
+      const known = store.state.conversations.get(message.conversationId);
+      store.dispatch({ type: "delivered", message });
+      // A group seen first through a message: its title comes with the session list.
+      if (known === undefined && message.conversationId.startsWith("g:")) this.#refreshSoon();
+    });
+    client.on("read", ({ conversationId, readSeq }) => store.dispatch({ type: "read", conversationId, readSeq }));
+    client.on("session", (session) => store.dispatch({ type: "sessions", sessions: [sessionInfo(session, client.lastSeq(session.conversationId))], ranked: false }));
+    client.on("removed", ({ conversationId }) => store.dispatch({ type: "removed", conversationId }));
+    client.on("error", (error) => {
+      if (client.state !== "live") store.dispatch({ type: "connectionDetail", detail: errorWords(error) });
+    });
+    client.on("disconnect", (d) => store.dispatch({ type: "connectionDetail", detail: disconnectWords(d) }));
+    client.on("stuck", ({ conversationId }) => {
+      const c = store.state.conversations.get(conversationId);
+      const name = c === undefined ? conversationId : displayName(c);
+      store.dispatch({ type: "notice", text: `Some messages of ${name} could not be loaded yet; they are fetched again at the next sync` });
+    });
+  }
+
+  /** Fetches the head of the session list soon (for titles of groups first seen by a message). */
+  #refreshSoon(): void {
+    if (this.#refresh !== undefined) return;
+    this.#refresh = setTimeout(() => {
+      this.#refresh = undefined;
+      void this.#headers()
+        .then((headers) => this.#conversations.listConversations({ pageSize: 100 }, { headers }))
+        .then((page) => {
+          const client = this.#client;
+          const sessions = page.sessions.map((s) => sessionInfo(s, client?.lastSeq(s.conversationId) ?? 0));
+          this.store.dispatch({ type: "sessions", sessions, ranked: true });
+        })
+        .catch((error: unknown) => this.store.dispatch({ type: "notice", text: `The conversation list could not be refreshed: ${errorWords(error)}` }));
+    }, 200);
+  }
+
+  /** Opens a conversation: loads its newest page if nothing of it is shown yet. */
+  select(conversationId: string | undefined): void {
+    this.store.dispatch({ type: "select", conversationId });
+    if (conversationId === undefined) return;
+    const c = this.store.state.conversations.get(conversationId);
+    if (c !== undefined && c.messages.length === 0 && canLoadOlder(c)) void this.loadOlder(conversationId);
+  }
+
+  /** Loads the page of history before the oldest message shown. */
+  async loadOlder(conversationId: string): Promise<void> {
+    const c = this.store.state.conversations.get(conversationId);
+    if (c === undefined || c.loadingOlder || !canLoadOlder(c)) return;
+    const upTo = c.olderUpTo;
+    this.store.dispatch({ type: "historyLoading", conversationId, loading: true });
+    try {
+      const page = await this.#gateway.fetchRange(
+        { conversationId, afterSeq: BigInt(Math.max(0, upTo - HISTORY_PAGE)), upToSeq: BigInt(upTo), limit: HISTORY_PAGE },
+        { headers: await this.#headers() },
+      );
+      this.store.dispatch({ type: "history", conversationId, upTo, messages: page.messages.map(fromWireMessage) });
+    } catch (error) {
+      this.store.dispatch({ type: "historyLoading", conversationId, loading: false });
+      this.store.dispatch({ type: "notice", text: `Older messages could not be loaded: ${errorWords(error)}` });
+    }
+  }
+
+  /** The newest message of a conversation is on screen: move the read position there. */
+  seen(conversationId: string): void {
+    const client = this.#client;
+    const c = this.store.state.conversations.get(conversationId);
+    if (client === undefined || c === undefined || c.removed || client.state !== "live" || !this.#options.visible()) return;
+    const seq = seenSeq(c);
+    if (seq === 0 || this.#marking.has(conversationId)) return;
+    this.#marking.add(conversationId);
+    client.markRead(conversationId, seq).then(
+      (readSeq) => {
+        this.#marking.delete(conversationId);
+        this.store.dispatch({ type: "read", conversationId, readSeq });
+        // More may have arrived while this one was on its way.
+        this.seen(conversationId);
+      },
+      (error: unknown) => {
+        this.#marking.delete(conversationId);
+        if (client.state === "live") this.store.dispatch({ type: "notice", text: `The read position could not be saved: ${errorWords(error)}` });
+      },
+    );
+  }
+
+  /** Sends a text; its state (pending, sent, failed) shows in the thread. Returns a refusal in words, if any. */
+  send(conversationId: string, text: string): string | undefined {
+    if (text.trim() === "") return "Type a message first";
+    const clientMsgId = randomId();
+    this.store.dispatch({ type: "sendQueued", conversationId, clientMsgId, text, atMs: Date.now() });
+    this.#transmit(conversationId, clientMsgId, text);
+    return undefined;
+  }
+
+  /** Sends a failed message again, with the same client_msg_id (stored at most once). */
+  retry(conversationId: string, clientMsgId: string): void {
+    const o = this.store.state.conversations.get(conversationId)?.outgoing.find((x) => x.clientMsgId === clientMsgId);
+    if (o === undefined || o.status !== "failed") return;
+    this.store.dispatch({ type: "sendRetried", conversationId, clientMsgId });
+    this.#transmit(conversationId, clientMsgId, o.text);
+  }
+
+  /** Forgets a failed message. */
+  discard(conversationId: string, clientMsgId: string): void {
+    this.store.dispatch({ type: "sendDiscarded", conversationId, clientMsgId });
+  }
+
+  #transmit(conversationId: string, clientMsgId: string, text: string): void {
+    void this.#clientReady
+      .then((client) => client.send({ conversationId, body: text, clientMsgId }))
+      .then(
+        (result) => this.store.dispatch({ type: "sendAcked", conversationId, clientMsgId, seq: Number(result.seq) }),
+        (error: unknown) => {
+          // Cut off with its connection, unanswered: the server may or may not have stored it.
+          // Sent again with the same client_msg_id (stored at most once); the SDK holds it
+          // until the next connection.
+          if (!this.#closed && isUnanswered(error)) this.#transmit(conversationId, clientMsgId, text);
+          else this.store.dispatch({ type: "sendFailed", conversationId, clientMsgId, error: errorWords(error) });
+        },
+      );
+  }
+
+  /** Opens the direct conversation with `peer` (created on the server by the first message). Returns a refusal in words. */
+  startDirect(peer: string): string | undefined {
+    const name = peer.trim();
+    if (!isUserId(name)) return `"${name}" is not a user name (1-64 of A-Z a-z 0-9 _ . @ -)`;
+    if (name === this.userId) return "That is you: pick someone else";
+    const conversationId = directConversationId(this.userId, name);
+    if (!this.store.state.conversations.has(conversationId)) {
+      this.store.dispatch({
+        type: "created",
+        session: { conversationId, kind: "direct", title: "", peerUserId: name, lastSeq: 0, readSeq: 0, lastMessage: undefined, cursorSeq: 0 },
+        atMs: Date.now(),
+      });
+    }
+    this.select(conversationId);
+    return undefined;
+  }
+
+  /** Creates a group with the given members and opens it. Resolves with a refusal in words, if any. */
+  async createGroup(title: string, members: readonly string[]): Promise<string | undefined> {
+    try {
+      const { conversation } = await this.#conversations.createGroup({ title: title.trim(), memberUserIds: [...members] }, { headers: await this.#headers() });
+      if (conversation === undefined) return "The server created no group";
+      const id = conversation.conversationId;
+      const cursorSeq = this.#client?.lastSeq(id) ?? 0;
+      this.store.dispatch({
+        type: "created",
+        session: { conversationId: id, kind: "group", title: conversation.title, peerUserId: "", lastSeq: Number(conversation.lastSeq), readSeq: 0, lastMessage: undefined, cursorSeq },
+        atMs: Date.now(),
+      });
+      this.select(id);
+      void this.loadMembers(id);
+      return undefined;
+    } catch (error) {
+      return errorWords(error);
+    }
+  }
+
+  /** Adds users to a group. Resolves with a refusal in words, if any. */
+  async addMembers(conversationId: string, userIds: readonly string[]): Promise<string | undefined> {
+    try {
+      await this.#conversations.addMembers({ conversationId, userIds: [...userIds] }, { headers: await this.#headers() });
+      await this.loadMembers(conversationId);
+      return undefined;
+    } catch (error) {
+      return errorWords(error);
+    }
+  }
+
+  /** Removes users from a group (the owner removes anyone; a member only itself). */
+  async removeMembers(conversationId: string, userIds: readonly string[]): Promise<string | undefined> {
+    try {
+      await this.#conversations.removeMembers({ conversationId, userIds: [...userIds] }, { headers: await this.#headers() });
+      if (userIds.includes(this.userId)) this.store.dispatch({ type: "removed", conversationId });
+      else await this.loadMembers(conversationId);
+      return undefined;
+    } catch (error) {
+      return errorWords(error);
+    }
+  }
+
+  /** Loads a conversation's members (up to MEMBERS_SHOWN_MAX). */
+  async loadMembers(conversationId: string): Promise<void> {
+    try {
+      const members: string[] = [];
+      let pageToken = "";
+      do {
+        const page = await this.#conversations.listMembers({ conversationId, pageToken, pageSize: 1000 }, { headers: await this.#headers() });
+        members.push(...page.userIds);
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "" && members.length < MEMBERS_SHOWN_MAX);
+      this.store.dispatch({ type: "members", conversationId, members: members.slice(0, MEMBERS_SHOWN_MAX) });
+    } catch (error) {
+      this.store.dispatch({ type: "notice", text: `The members could not be listed: ${errorWords(error)}` });
+    }
+  }
+
+  /** Removes a notice. */
+  dismiss(id: number): void {
+    this.store.dispatch({ type: "dismiss", id });
+  }
+}
