@@ -1,6 +1,8 @@
 import { ConnectError, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
-import type { ConnectRequest, ConnectResponse, Disconnect, GatewayService, MembershipChanged, ReadPosition } from "../gen/im/v1/gateway_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { ConnectRequestSchema, type ConnectRequest, type ConnectResponse, type Disconnect, type GatewayService, type MembershipChanged, type ReadPosition } from "../gen/im/v1/gateway_pb.js";
+import type { CallEvent } from "../gen/im/v1/call_pb.js";
 import { ErrorDetailSchema, type Message } from "../gen/im/v1/message_pb.js";
 import type { ClientRequest } from "./client-protocol.js";
 import { connectRequest, errorOfFrame, requestFrame } from "./wire-codec.js";
@@ -19,11 +21,15 @@ export interface LinkSink {
   failure(requestId: number, error: unknown): void;
   /** The link is over; `error` when it failed rather than ended. */
   ended(error: unknown): void;
+  /** A call event (client/call-client.ts). */
+  callEvent?(event: CallEvent): void;
 }
 
 /** One open link: requests out, and a way to abort it. */
 export interface LinkIo {
   write(requestId: number, request: ClientRequest): void;
+  /** Writes a request frame as it is (call control on the long connection); absent in browser mode. */
+  writeFrame?(requestId: number, frame: ConnectRequest["frame"]): void;
   close(): void;
 }
 
@@ -50,6 +56,9 @@ export function openStreamLink(gateway: Client<typeof GatewayService>, headers: 
           case "error":
             sink.failure(Number(response.requestId), errorOfFrame(frame.value));
             break;
+          case "callEvent":
+            sink.callEvent?.(frame.value);
+            break;
           case "membership":
             sink.membership(frame.value);
             break;
@@ -70,6 +79,10 @@ export function openStreamLink(gateway: Client<typeof GatewayService>, headers: 
     write(requestId, request) {
       if (abort.signal.aborted) return;
       outgoing.write(connectRequest(requestId, request)).catch((e: unknown) => sink.failure(requestId, e));
+    },
+    writeFrame(requestId, frame) {
+      if (abort.signal.aborted) return sink.failure(requestId, new Error("link closed"));
+      outgoing.write(create(ConnectRequestSchema, { requestId: BigInt(requestId), frame })).catch((e: unknown) => sink.failure(requestId, e));
     },
     close() {
       outgoing.close();
@@ -95,6 +108,7 @@ export function openBrowserLink(gateway: Client<typeof GatewayService>, headers:
         else if (frame.case === "read") sink.read(frame.value);
         else if (frame.case === "membership") sink.membership(frame.value);
         else if (frame.case === "disconnect") sink.disconnect(frame.value);
+        else if (frame.case === "callEvent") sink.callEvent?.(frame.value);
       }
     } catch (e) {
       error = e;

@@ -1,6 +1,8 @@
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { GatewayService, type Disconnect, type SendResponse } from "../gen/im/v1/gateway_pb.js";
 import { ConversationService } from "../gen/im/v1/conversation_pb.js";
+import type { CallEvent } from "../gen/im/v1/call_pb.js";
+import type { ConnectRequest, ConnectResponse } from "../gen/im/v1/gateway_pb.js";
 import type { Session } from "../gen/im/v1/message_pb.js";
 import type { BackoffOptions } from "./backoff.js";
 import { ClientCore, type ClientHost, type ClientState, type Settled } from "./client-core.js";
@@ -38,6 +40,8 @@ export interface ImClientEvents {
   sent: SendResponse;
   /** A send was refused for good (not retryable); it left the outbox. */
   sendFailed: { clientMsgId: string; error: ConnectError };
+  /** A call event pushed to this user (see client/call-client.ts). */
+  callEvent: CallEvent;
 }
 
 /** What to send. */
@@ -132,6 +136,9 @@ export class ImClient extends Emitter<ImClientEvents> {
   readonly #core: ClientCore<ClientMessage>;
   readonly #random: () => number;
   readonly #links = new Map<number, LinkIo>();
+  /** Requests made with `request()`, by request id. */
+  readonly #frames = new Map<number, { link: number; resolve(frame: ConnectResponse["frame"]): void; reject(error: ConnectError): void }>();
+  #frameIds = 0;
   readonly #sends = new Map<string, Waiter<SendResponse>[]>();
   readonly #markReads = new Map<number, Waiter<number>>();
   #nextHandle = 0;
@@ -379,6 +386,41 @@ export class ImClient extends Emitter<ImClientEvents> {
     };
   }
 
+  /**
+   * Sends a request frame on the current long connection and waits for its answer (stream
+   * mode; call control uses it). Rejects UNAVAILABLE when not connected.
+   */
+  request(frame: ConnectRequest["frame"]): Promise<ConnectResponse["frame"]> {
+    const link = Math.max(-1, ...this.#links.keys());
+    const io = this.#links.get(link);
+    if (io?.writeFrame === undefined) return Promise.reject(new ConnectError("not connected (or browser mode: use the unary services)", Code.Unavailable));
+    // Ids far above the core's own, so answers are told apart.
+    const requestId = FRAME_REQUEST_IDS + ++this.#frameIds;
+    return new Promise((resolve, reject) => {
+      this.#frames.set(requestId, { link, resolve, reject });
+      io.writeFrame!(requestId, frame);
+    });
+  }
+
+  /**
+   * Drops the current connection and connects again (e.g. after the device's network changed);
+   * the new connection syncs as every reconnect does.
+   */
+  reconnect(): void {
+    const link = Math.max(-1, ...this.#links.keys());
+    this.#links.get(link)?.close();
+  }
+
+  /** Settles a request made with `request()`; false for the core's own requests. */
+  #settleFrame(requestId: number, frame: ConnectResponse["frame"] | undefined, error: unknown): boolean {
+    const waiter = this.#frames.get(requestId);
+    if (waiter === undefined) return false;
+    this.#frames.delete(requestId);
+    if (frame !== undefined) waiter.resolve(frame);
+    else waiter.reject(ConnectError.from(error));
+    return true;
+  }
+
   /** What one link reports, carried to the core. */
   #sink(link: number): LinkSink {
     const core = this.#core;
@@ -393,14 +435,25 @@ export class ImClient extends Emitter<ImClientEvents> {
         core.serverDisconnect(link, disconnectKind(d.reason), d.reconnectAfterMs);
         after();
       },
+      callEvent: (e) => this.emit("callEvent", e),
       answer: (requestId, frame) => {
+        if (this.#settleFrame(requestId, frame, undefined)) return;
         if (frame.case === "sync" && this.#links.has(link)) for (const u of frame.value.sessions) if (u.session !== undefined) this.emit("session", u.session);
         const answer = frame.case === "sync" ? { kind: "sync" as const, answer: syncAnswerOf(frame.value) } : answerOf(frame);
         if (answer !== undefined) core.answered(link, requestId, answer);
         after();
       },
-      failure: (requestId, error) => (core.failed(link, requestId, failureOf(error)), after()),
+      failure: (requestId, error) => {
+        if (this.#settleFrame(requestId, undefined, error)) return;
+        core.failed(link, requestId, failureOf(error));
+        after();
+      },
       ended: (error) => {
+        for (const [id, waiter] of this.#frames) {
+          if (waiter.link !== link) continue;
+          this.#frames.delete(id);
+          waiter.reject(new ConnectError("connection lost", Code.Unavailable));
+        }
         if (this.#links.delete(link)) {
           if (error !== undefined) this.emit("error", ConnectError.from(error));
           core.linkLost(link);
@@ -410,6 +463,9 @@ export class ImClient extends Emitter<ImClientEvents> {
     };
   }
 }
+
+/** Request ids of `request()` start here, above any id the core gives out. */
+const FRAME_REQUEST_IDS = 2 ** 40;
 
 function ownMessage(ack: SendAck, send: PendingSend, senderId: string): ClientMessage {
   return {

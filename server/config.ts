@@ -36,6 +36,17 @@ export interface ServerConfig {
   readonly redisUrl: string;
   readonly nodeId: string;
   readonly presenceTtlMs: number;
+  readonly callStore: "auto" | "memory" | "sqlite" | "redis";
+  readonly turnUrls: string;
+  readonly turnSecret: string;
+  readonly turnTtlS: number;
+  readonly callRingTimeoutMs: number;
+  readonly callConnectTimeoutMs: number;
+  readonly callKeepaliveTimeoutMs: number;
+  readonly livekitUrl: string;
+  readonly livekitApiKey: string;
+  readonly livekitApiSecret: string;
+  readonly liveRoomViewersMax: number;
   readonly allowedOrigins: string;
 }
 
@@ -83,6 +94,17 @@ export const OPTIONS: readonly Option[] = [
   { flag: "max-connections-per-user", env: "IM_MAX_CONNECTIONS_PER_USER", key: "maxConnectionsPerUser", fallback: "16", kind: "int", doc: "long connections (Connect and Subscribe streams) one user may hold per worker process; more are refused with RESOURCE_EXHAUSTED / TOO_MANY_CONNECTIONS" },
   { flag: "allowed-origins", env: "IM_ALLOWED_ORIGINS", key: "allowedOrigins", fallback: "", kind: "string", doc: "origins whose browser apps may call the gateway (CORS for Connect and gRPC-Web), comma-separated scheme://host[:port], or * for any; empty: same-origin only" },
   { flag: "listen-backlog", env: "IM_LISTEN_BACKLOG", key: "listenBacklog", fallback: "4096", kind: "int", doc: "accept queue length of the listening socket (capped by net.core.somaxconn); a reconnect storm overflows a short one" },
+  { flag: "call-store", env: "IM_CALL_STORE", key: "callStore", fallback: "auto", kind: ["auto", "memory", "sqlite", "redis"], doc: "call state: auto is redis with a plain-Redis --redis-url, memory with the memory store, else sqlite (calls.sqlite in --data-dir, shared by the workers; also with a Redis Cluster, which the call store does not support yet)" },
+  { flag: "turn-urls", env: "IM_TURN_URLS", key: "turnUrls", fallback: "", kind: "string", doc: "STUN/TURN URLs for one-to-one calls, comma-separated (e.g. stun:turn.example.com:3478,turn:turn.example.com:3478); empty: none" },
+  { flag: "turn-secret", env: "IM_TURN_SECRET", key: "turnSecret", fallback: "", kind: "string", doc: "the TURN server's shared secret (coturn static-auth-secret): TURN REST credentials are HMAC-SHA1 of it" },
+  { flag: "turn-ttl-s", env: "IM_TURN_TTL_S", key: "turnTtlS", fallback: "3600", kind: "int", doc: "lifetime of TURN credentials" },
+  { flag: "call-ring-timeout-ms", env: "IM_CALL_RING_TIMEOUT_MS", key: "callRingTimeoutMs", fallback: "45000", kind: "int", doc: "a call nobody answers within this ends NO_ANSWER" },
+  { flag: "call-connect-timeout-ms", env: "IM_CALL_CONNECT_TIMEOUT_MS", key: "callConnectTimeoutMs", fallback: "30000", kind: "int", doc: "an answered call whose media does not connect within this ends ICE_FAILED" },
+  { flag: "call-keepalive-timeout-ms", env: "IM_CALL_KEEPALIVE_TIMEOUT_MS", key: "callKeepaliveTimeoutMs", fallback: "30000", kind: "int", doc: "a call whose answering device sends no keepalive within this ends CONNECTION_LOST (devices send one every third of it)" },
+  { flag: "livekit-url", env: "IM_LIVEKIT_URL", key: "livekitUrl", fallback: "", kind: "string", doc: "LiveKit server for group calls and live rooms, as clients reach it (ws://host:7880); empty: none" },
+  { flag: "livekit-api-key", env: "IM_LIVEKIT_API_KEY", key: "livekitApiKey", fallback: "", kind: "string", doc: "LiveKit API key (also checks its webhooks, posted to /livekit/webhook)" },
+  { flag: "livekit-api-secret", env: "IM_LIVEKIT_API_SECRET", key: "livekitApiSecret", fallback: "", kind: "string", doc: "LiveKit API secret" },
+  { flag: "live-room-viewers-max", env: "IM_LIVE_ROOM_VIEWERS_MAX", key: "liveRoomViewersMax", fallback: "1000", kind: "int", doc: "viewers one live room admits" },
 ];
 
 /** Parses flags and environment; throws an Error naming the bad setting. */

@@ -21,11 +21,15 @@ import { MemoryMessageStore } from "./store/memory-message-store.js";
 import { openCassandraMessageStore } from "./store/cassandra-message-store.js";
 import { openSqliteMessageStore } from "./store/sqlite-message-store.js";
 import { systemClock, systemRandom } from "./system.js";
+import { startCalls, type CallsRuntime } from "./calls-runtime.js";
+import type { GatewayOperations } from "./gateway/gateway-operations.js";
+import { CallService } from "../gen/im/v1/call_pb.js";
 
 /** A running server and what it owns. */
 export interface RunningServer {
   readonly gateway: GatewayServer;
   readonly store: MessageStore;
+  readonly calls: CallsRuntime;
   /** Drains the gateway, then closes the store. */
   stop(): Promise<void>;
 }
@@ -64,28 +68,35 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     ids: createMessageIdGenerator(systemClock, systemRandom),
     limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
   });
+  const verifier = createTokenVerifier(config.jwtSecret);
+  // Calls and live rooms (server/calls-runtime.ts); their stored messages take the gateway's send path.
+  let operations: GatewayOperations | undefined;
+  const calls = await startCalls(config, { messages: store, operations: () => operations!, hub: routing.hub, broker: routing.broker, verifier, clock: systemClock, logger, workerId: routing.workerId });
   const health = createHealthService();
-  const reflection = createReflectionService([GatewayService, ConversationService, Health]);
+  const reflection = createReflectionService([GatewayService, ConversationService, CallService, Health]);
   const gateway = await startGatewayServer({
     host: config.host,
     port: config.port,
     messaging,
     hub: routing.hub,
     ownership: { owners: routing.owners, calls: routing.calls },
-    verifier: createTokenVerifier(config.jwtSecret),
+    verifier,
     clock: systemClock,
     logger,
     maxFrameBytes: config.maxFrameBytes,
     extraRoutes(r) {
       health.register(r);
       reflection.register(r);
+      calls.register(r);
     },
+    callFrames: calls.frames,
+    httpRoutes: calls.http,
     // Tell load balancers first, then the clients.
     onDrain: () => health.shutdown(),
     reusePort: worker !== undefined,
     listenBacklog: config.listenBacklog,
     connectionIdPrefix: routing.workerId,
-    extraStats: () => ({ routing: routing.stats() }),
+    extraStats: () => ({ routing: routing.stats(), mediaWebhooks: Object.fromEntries(calls.webhooks) }),
     edge: {
       maxConcurrentStreams: config.h2MaxConcurrentStreams,
       maxHeaderListBytes: config.maxHeaderListBytes,
@@ -103,11 +114,14 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
       heartbeatIntervalMs: config.heartbeatIntervalMs,
     },
   });
+  operations = gateway.operations;
   return {
     gateway,
     store,
+    calls,
     async stop() {
       await gateway.close({ drainTimeoutMs: config.drainTimeoutMs, reconnectSpreadMs: config.reconnectSpreadMs });
+      await calls.close();
       await routing.close();
       await store.close();
     },
@@ -124,7 +138,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = pino({ level: config.logLevel });
-  const { jwtSecret: _secret, ...shown } = config;
+  const { jwtSecret: _secret, turnSecret: _turn, livekitApiSecret: _livekit, ...shown } = config;
   if (config.jwtSecret === DEV_JWT_SECRET) logger.warn("IM_JWT_SECRET is not set: using the development secret; anyone can mint tokens");
   let workers: number;
   try {

@@ -15,6 +15,7 @@ const PURE = [
   "client/heartbeat.ts",
   "client/outbox.ts",
   "client/clock.ts",
+  "client/call-engine.ts",
   "client/backoff.ts",
   ...readdirSync("web/src/model").map((f) => path.join("web/src/model", f)),
 ];

@@ -10,7 +10,17 @@ export type FailureReason =
   | "out_of_range"
   | "failed_precondition"
   | "permission_denied"
-  | "limit_exceeded";
+  | "limit_exceeded"
+  // Calls and live rooms (server/core/calls.ts).
+  | "call_not_found"
+  | "not_call_party"
+  | "call_state"
+  | "answered_elsewhere"
+  | "already_in_call"
+  | "room_not_found"
+  | "room_full"
+  | "role_not_allowed"
+  | "media_unavailable";
 
 /** A failed domain operation: why, and a message safe to show the caller. */
 export interface Failure {

@@ -14,6 +14,15 @@ const REASONS: Record<FailureReason, { code: Code; reason: ErrorReason }> = {
   out_of_range: { code: Code.OutOfRange, reason: ErrorReason.OUT_OF_RANGE },
   failed_precondition: { code: Code.FailedPrecondition, reason: ErrorReason.FAILED_PRECONDITION },
   limit_exceeded: { code: Code.ResourceExhausted, reason: ErrorReason.LIMIT_EXCEEDED },
+  call_not_found: { code: Code.NotFound, reason: ErrorReason.CALL_NOT_FOUND },
+  not_call_party: { code: Code.PermissionDenied, reason: ErrorReason.NOT_CALL_PARTY },
+  call_state: { code: Code.FailedPrecondition, reason: ErrorReason.CALL_STATE },
+  answered_elsewhere: { code: Code.FailedPrecondition, reason: ErrorReason.ANSWERED_ELSEWHERE },
+  already_in_call: { code: Code.FailedPrecondition, reason: ErrorReason.ALREADY_IN_CALL },
+  room_not_found: { code: Code.NotFound, reason: ErrorReason.ROOM_NOT_FOUND },
+  room_full: { code: Code.ResourceExhausted, reason: ErrorReason.ROOM_FULL },
+  role_not_allowed: { code: Code.PermissionDenied, reason: ErrorReason.ROLE_NOT_ALLOWED },
+  media_unavailable: { code: Code.Unavailable, reason: ErrorReason.MEDIA_UNAVAILABLE },
 };
 
 const UNAVAILABLE_RETRY_MS = 500;

@@ -13,8 +13,9 @@ import type { TokenVerifier } from "./auth.js";
 import type { ConnectionLimits } from "./connection.js";
 import { createConversationService } from "./conversation-service.js";
 import { GatewayOperations, type Ownership } from "./gateway-operations.js";
-import { createGatewayService, type ConnectionRegistry } from "./gateway-service.js";
+import { createGatewayService, type ConnectionRegistry, type GatewayServiceDeps } from "./gateway-service.js";
 import { withProtocolErrorDetails } from "./protocol-errors.js";
+import type { HttpRoute } from "../media/livekit-webhook.js";
 import { createRequestValidator } from "./request-validator.js";
 import { createLeanGateway } from "./lean-gateway.js";
 import { withCors } from "./cors.js";
@@ -58,6 +59,10 @@ export interface GatewayServerOptions {
   readonly extraStats?: () => Record<string, unknown>;
   /** HTTP/2 and connection limits; each has a default (see DEFAULT_EDGE_LIMITS). */
   readonly edge?: Partial<EdgeLimits>;
+  /** Answers call-control frames of the long connection (server/calls-runtime.ts). */
+  readonly callFrames?: GatewayServiceDeps["callFrames"];
+  /** Serves other HTTP requests first (e.g. a media server's webhook); true when it did. */
+  readonly httpRoutes?: HttpRoute;
   /** The web client and the development token endpoint, for requests no RPC route takes. */
   readonly webRoutes?: WebRoutes;
   /** Origins that browsers may call from (CORS); empty: same-origin only. */
@@ -101,6 +106,8 @@ interface Handshake {
 export interface GatewayServer {
   /** The bound port (useful with port 0). */
   readonly port: number;
+  /** The gateway's operations (sends routed to each conversation's owner), for calls' stored messages. */
+  readonly operations: GatewayOperations;
   /** Live long connections and push streams. */
   connectionCount(): number;
   /**
@@ -126,7 +133,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const prefix = options.connectionIdPrefix ?? `c${process.pid}`;
   let connections = 0;
   const nextConnectionId = () => `${prefix}-${++connections}`;
-  const longConnections = { operations, verifier, validator, hub, registry, clock, limits, logger, nextConnectionId, connectionsPerUserMax: edge.connectionsPerUserMax };
+  const longConnections = { operations, verifier, validator, hub, registry, clock, limits, logger, nextConnectionId, connectionsPerUserMax: edge.connectionsPerUserMax, callFrames: options.callFrames };
   const gateway = createGatewayService(longConnections);
   const lean = createLeanGateway({ ...longConnections, maxFrameBytes: options.maxFrameBytes });
   const conversations = createConversationService({ messaging, operations, verifier, validator, logger });
@@ -138,6 +145,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       options.extraRoutes?.(r);
     }),
     fallback(req, res) {
+      if (options.httpRoutes?.(req, res) === true) return;
       if (req.url === "/stats" && req.method === "GET") {
         const mem = process.memoryUsage();
         const body = JSON.stringify({ pid: process.pid, connections: registry.size, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, uptimeS: process.uptime(), ...options.extraStats?.() });
@@ -216,6 +224,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   let closing: Promise<void> | undefined;
   return {
     port,
+    operations,
     connectionCount: () => registry.size,
     close(closeOptions = {}) {
       closing ??= (async () => {

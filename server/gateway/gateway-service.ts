@@ -18,7 +18,7 @@ import type { Clock } from "../core/clock.js";
 import type { Hub } from "../route/hub.js";
 import type { Principal, TokenVerifier } from "./auth.js";
 import { Connection, QueueSink, type ConnectionLimits, type FrameFactory } from "./connection.js";
-import { RequestLoop } from "./request-loop.js";
+import { RequestLoop, type RequestLoopDeps } from "./request-loop.js";
 import { tooManyConnections } from "./lean-gateway.js";
 import { toConnectError } from "./errors.js";
 import type { GatewayOperations } from "./gateway-operations.js";
@@ -42,6 +42,8 @@ export interface LongConnectionDeps {
   readonly nextConnectionId: () => string;
   /** Long connections (Connect and Subscribe streams) one user may hold on this process. */
   readonly connectionsPerUserMax: number;
+  /** Answers call-control frames (see RequestLoopDeps). */
+  readonly callFrames?: RequestLoopDeps["callFrames"];
 }
 
 /** What the gateway service needs. */
@@ -117,7 +119,7 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
 
   /** Reads client frames of a long connection and answers each with the same request_id. */
   async function readFrames(principal: Principal, requests: AsyncIterable<ConnectRequest>, conn: Connection): Promise<void> {
-    const loop = new RequestLoop({ operations, validator, clock, logger }, principal.userId, conn);
+    const loop = new RequestLoop({ operations, validator, clock, logger, callFrames: deps.callFrames }, principal.userId, conn);
     for await (const frame of requests) if (!loop.take(frame)) break;
     await loop.settled();
     conn.close();

@@ -1,7 +1,9 @@
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { ConnectRequestSchema, ConnectResponseSchema, PingResponseSchema, type ConnectRequest, type ConnectResponse } from "../../gen/im/v1/gateway_pb.js";
 import type { Clock } from "../core/clock.js";
+import { isCallFrame } from "./call-frames.js";
 import type { Connection } from "./connection.js";
 import { toConnectError, toRequestError } from "./errors.js";
 import type { GatewayOperations } from "./gateway-operations.js";
@@ -13,6 +15,8 @@ export interface RequestLoopDeps {
   readonly validator: RequestValidator;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Answers call-control frames (server/calls-runtime.ts); absent: calls are not served. */
+  readonly callFrames?: (userId: string, frame: ConnectRequest["frame"]) => Promise<ConnectResponse["frame"]>;
 }
 
 /**
@@ -27,6 +31,8 @@ export class RequestLoop {
   readonly #conn: Connection;
   /** The last send taken, which the next one waits for; undefined before the first. */
   #sends: Promise<void> | undefined;
+  /** The last call-control frame taken, likewise. */
+  #callOps: Promise<void> | undefined;
   #running = 0;
   /** Resolves settled() callers once nothing runs. */
   #idle: (() => void)[] | undefined;
@@ -56,6 +62,8 @@ export class RequestLoop {
     if (!conn.begin()) return false;
     let task: Promise<void>;
     if (frame.frame.case === "send") task = this.#sends = (this.#sends ?? Promise.resolve()).then(() => this.#answer(frame));
+    // Call control in order too: an answer before its signals, signals in order.
+    else if (isCallFrame(frame.frame)) task = this.#callOps = (this.#callOps ?? Promise.resolve()).then(() => this.#answer(frame));
     else task = this.#answer(frame);
     this.#running++;
     void task.finally(() => {
@@ -94,8 +102,12 @@ export class RequestLoop {
         case "markRead":
           frame = { case: "markRead", value: await operations.markRead(userId, request.frame.value, conn.connectionId) };
           break;
-        default:
-          return;
+        default: {
+          if (!isCallFrame(request.frame)) return;
+          const calls = this.#deps.callFrames;
+          if (calls === undefined) throw new ConnectError("calls are not served here", Code.Unimplemented);
+          frame = await calls(userId, request.frame);
+        }
       }
     } catch (error) {
       const connectError = toConnectError(error);

@@ -11,6 +11,7 @@ import {
   type SubscribeResponse,
 } from "../../gen/im/v1/gateway_pb.js";
 import { MessageSchema, type Message } from "../../gen/im/v1/message_pb.js";
+import { CallEventSchema, type CallEvent } from "../../gen/im/v1/call_pb.js";
 
 /** The channel of a user: its direct messages, read positions and memberships. */
 export function userChannel(userId: string): string {
@@ -27,15 +28,15 @@ export type StreamKind = "connect" | "subscribe";
 
 /** Field numbers of each event in ConnectResponse.frame and SubscribeResponse.frame (gateway.proto). */
 const FIELDS = {
-  connect: { message: 2, read: 3, membership: 11 },
-  subscribe: { message: 1, read: 2, membership: 5 },
+  connect: { message: 2, read: 3, membership: 11, callEvent: 20 },
+  subscribe: { message: 1, read: 2, membership: 5, callEvent: 20 },
 } as const;
 
 /** The envelope before every message on a gRPC, gRPC-Web and Connect stream: flags, then a big-endian length. */
 export const ENVELOPE_HEADER_BYTES = 5;
 
 /** What a device is told, from a publication: everything but the hub-only member changes. */
-type DeviceEvent = "message" | "read" | "membership";
+type DeviceEvent = "message" | "read" | "membership" | "callEvent";
 
 /**
  * One event published on a channel, as every process holds it: the wire form for the broker
@@ -73,6 +74,11 @@ export class Publication {
     return new Publication(create(PublicationSchema, { origin, event: { case: "membership", value: membership } }));
   }
 
+  /** A call event for a user's devices, given its encoded im.v1.CallEvent. */
+  static callEvent(origin: string, eventBytes: Uint8Array): Publication {
+    return new Publication(create(PublicationSchema, { origin, event: { case: "callEvent", value: eventBytes } }));
+  }
+
   /** A group's member list changed (for hubs: nothing is written to devices). */
   static members(origin: string, added: readonly string[], removed: readonly string[]): Publication {
     return new Publication(create(PublicationSchema, { origin, event: { case: "members", value: { added: [...added], removed: [...removed] } } }));
@@ -99,7 +105,8 @@ export class Publication {
 
   /** Bytes a device stream is sent for it, counted against the device's push queue bound. */
   get bytes(): number {
-    return this.wire.event.case === "message" ? this.wire.event.value.byteLength : 0;
+    const event = this.wire.event;
+    return event.case === "message" || event.case === "callEvent" ? event.value.byteLength : 0;
   }
 
   /** The wire form, for the broker (encoded once). */
@@ -110,7 +117,7 @@ export class Publication {
   /** True when devices are sent something for it (member changes are for hubs only). */
   get forDevices(): boolean {
     const kind = this.wire.event.case;
-    return kind === "message" || kind === "read" || kind === "membership";
+    return kind === "message" || kind === "read" || kind === "membership" || kind === "callEvent";
   }
 
   /**
@@ -152,7 +159,11 @@ export class Publication {
     return (decoded.subscribe ??= create(SubscribeResponseSchema, { frame: this.#deviceFrame() as SubscribeResponse["frame"] }));
   }
 
-  #deviceFrame(): { case: "message"; value: Message } | { case: "read"; value: ReadPosition } | { case: "membership"; value: MembershipChanged } {
+  #deviceFrame():
+    | { case: "message"; value: Message }
+    | { case: "read"; value: ReadPosition }
+    | { case: "membership"; value: MembershipChanged }
+    | { case: "callEvent"; value: CallEvent } {
     const event = this.wire.event;
     switch (event.case) {
       case "message":
@@ -161,6 +172,8 @@ export class Publication {
         return { case: "read", value: event.value };
       case "membership":
         return { case: "membership", value: event.value };
+      case "callEvent":
+        return { case: "callEvent", value: fromBinary(CallEventSchema, event.value) };
       default:
         throw new Error(`a ${String(event.case)} publication is not for devices`);
     }
@@ -168,14 +181,14 @@ export class Publication {
 
   #deviceEvent(): DeviceEvent {
     const kind = this.wire.event.case;
-    if (kind === "message" || kind === "read" || kind === "membership") return kind;
+    if (kind === "message" || kind === "read" || kind === "membership" || kind === "callEvent") return kind;
     throw new Error(`a ${String(kind)} publication is not for devices`);
   }
 
   #innerBytes(): Uint8Array {
     if (this.#inner !== undefined) return this.#inner;
     const event = this.wire.event;
-    if (event.case === "message") this.#inner = event.value;
+    if (event.case === "message" || event.case === "callEvent") this.#inner = event.value;
     else if (event.case === "read") this.#inner = toBinary(ReadPositionSchema, event.value);
     else if (event.case === "membership") this.#inner = toBinary(MembershipChangedSchema, event.value);
     else throw new Error(`a ${String(event.case)} publication is not for devices`);

@@ -30,6 +30,18 @@ describe("interop with buf curl", () => {
   it("lists every method through server reflection", async () => {
     const { stdout } = await run(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", `http://${server.target}`]);
     expect(stdout.trim().split("\n").filter((m) => m.startsWith("im.v1."))).toEqual([
+      "im.v1.CallService/Accept",
+      "im.v1.CallService/CreateLiveRoom",
+      "im.v1.CallService/Decline",
+      "im.v1.CallService/GetCall",
+      "im.v1.CallService/GetIceServers",
+      "im.v1.CallService/Hangup",
+      "im.v1.CallService/JoinRoom",
+      "im.v1.CallService/Keepalive",
+      "im.v1.CallService/Ring",
+      "im.v1.CallService/SetRole",
+      "im.v1.CallService/Signal",
+      "im.v1.CallService/StartCall",
       "im.v1.ConversationService/AddMembers",
       "im.v1.ConversationService/CreateGroup",
       "im.v1.ConversationService/ListConversations",

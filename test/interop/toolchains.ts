@@ -60,7 +60,7 @@ export async function preparePythonClient(): Promise<InteropClient> {
   const gen = path.join(CACHE, "python-gen");
   rmSync(gen, { recursive: true, force: true });
   mkdirSync(gen, { recursive: true });
-  const protos = ["im/v1/message.proto", "im/v1/gateway.proto", "im/v1/conversation.proto", "buf/validate/validate.proto"];
+  const protos = ["im/v1/message.proto", "im/v1/call.proto", "im/v1/gateway.proto", "im/v1/conversation.proto", "buf/validate/validate.proto"];
   await sh("grpcio-tools stub generation", python, ["-m", "grpc_tools.protoc", "-Iproto", "-Ithird_party/proto", `--python_out=${gen}`, `--grpc_python_out=${gen}`, ...protos]);
   return { command: python, args: [path.join(ROOT, "test/interop/python/client.py"), gen], preparedMs: Date.now() - started };
 }

@@ -5,6 +5,8 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
+import type { AcceptRequest, AcceptResponse, CallEvent, CreateLiveRoomRequest, CreateLiveRoomResponse, DeclineRequest, DeclineResponse, GetCallRequest, GetCallResponse, GetIceServersRequest, GetIceServersResponse, HangupRequest, HangupResponse, JoinRoomRequest, JoinRoomResponse, KeepaliveRequest, KeepaliveResponse, RingRequest, RingResponse, SetRoleRequest, SetRoleResponse, SignalRequest, SignalResponse, StartCallRequest, StartCallResponse } from "./call_pb.js";
+import { file_im_v1_call } from "./call_pb.js";
 import type { ErrorDetail, Message as Message$1, MessageBody, Session } from "./message_pb.js";
 import { file_im_v1_message } from "./message_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -13,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file im/v1/gateway.proto.
  */
 export const file_im_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChNpbS92MS9nYXRld2F5LnByb3RvEgVpbS52MSKHAgoOQ29ubmVjdFJlcXVlc3QSGwoKcmVxdWVzdF9pZBgBIAEoBEIHukgEMgIgABIiCgRzZW5kGAIgASgLMhIuaW0udjEuU2VuZFJlcXVlc3RIABIiCgRzeW5jGAMgASgLMhIuaW0udjEuU3luY1JlcXVlc3RIABIvCgtmZXRjaF9yYW5nZRgEIAEoCzIYLmltLnYxLkZldGNoUmFuZ2VSZXF1ZXN0SAASKwoJbWFya19yZWFkGAUgASgLMhYuaW0udjEuTWFya1JlYWRSZXF1ZXN0SAASIgoEcGluZxgGIAEoCzISLmltLnYxLlBpbmdSZXF1ZXN0SABCDgoFZnJhbWUSBbpIAggBIsQDCg9Db25uZWN0UmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMg4uaW0udjEuTWVzc2FnZUgAEiMKBHJlYWQYAyABKAsyEy5pbS52MS5SZWFkUG9zaXRpb25IABIjCgRzZW5kGAQgASgLMhMuaW0udjEuU2VuZFJlc3BvbnNlSAASIwoEc3luYxgFIAEoCzITLmltLnYxLlN5bmNSZXNwb25zZUgAEjAKC2ZldGNoX3JhbmdlGAYgASgLMhkuaW0udjEuRmV0Y2hSYW5nZVJlc3BvbnNlSAASLAoJbWFya19yZWFkGAcgASgLMhcuaW0udjEuTWFya1JlYWRSZXNwb25zZUgAEiMKBHBvbmcYCCABKAsyEy5pbS52MS5QaW5nUmVzcG9uc2VIABIkCgVlcnJvchgJIAEoCzITLmltLnYxLlJlcXVlc3RFcnJvckgAEicKCmRpc2Nvbm5lY3QYCiABKAsyES5pbS52MS5EaXNjb25uZWN0SAASLgoKbWVtYmVyc2hpcBgLIAEoCzIYLmltLnYxLk1lbWJlcnNoaXBDaGFuZ2VkSABCBwoFZnJhbWUiEgoQU3Vic2NyaWJlUmVxdWVzdCLVAQoRU3Vic2NyaWJlUmVzcG9uc2USIQoHbWVzc2FnZRgBIAEoCzIOLmltLnYxLk1lc3NhZ2VIABIjCgRyZWFkGAIgASgLMhMuaW0udjEuUmVhZFBvc2l0aW9uSAASFgoMaGVhcnRiZWF0X21zGAMgASgDSAASJwoKZGlzY29ubmVjdBgEIAEoCzIRLmltLnYxLkRpc2Nvbm5lY3RIABIuCgptZW1iZXJzaGlwGAUgASgLMhguaW0udjEuTWVtYmVyc2hpcENoYW5nZWRIAEIHCgVmcmFtZSKbAgoLU2VuZFJlcXVlc3QSaQoPY29udmVyc2F0aW9uX2lkGAEgASgJQk66SEtySTJHXihkOltBLVphLXowLTlfLkAtXXsxLDY0fTpbQS1aYS16MC05Xy5ALV17MSw2NH18ZzpbQS1aYS16MC05Xy1dezEsNjR9KSRIABI0Cgp0b191c2VyX2lkGAIgASgJQh66SBtyGTIXXltBLVphLXowLTlfLkAtXXsxLDY0fSRIABIwCg1jbGllbnRfbXNnX2lkGAMgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdlXSskEigKBGJvZHkYBCABKAsyEi5pbS52MS5NZXNzYWdlQm9keUIGukgDyAEBQg8KBnRhcmdldBIFukgCCAEimAEKDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhAKCHByZXZfc2VxGAMgASgEEhIKCm1lc3NhZ2VfaWQYBCABKAkSEgoKc2VudF9hdF9tcxgFIAEoAxIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhEKCWR1cGxpY2F0ZRgHIAEoCCJVCgpTeW5jQ3Vyc29yEiMKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIKukgHcgUQARiMARIQCghsYXN0X3NlcRgCIAEoBBIQCghyZWFkX3NlcRgDIAEoBCKNAQoLU3luY1JlcXVlc3QSLQoHY3Vyc29ycxgBIAMoCzIRLmltLnYxLlN5bmNDdXJzb3JCCbpIBpIBAxCQThIvCh1tYXhfbWVzc2FnZXNfcGVyX2NvbnZlcnNhdGlvbhgCIAEoDUIIukgFKgMY6AcSHgoMbWF4X3Nlc3Npb25zGAMgASgNQgi6SAUqAxjoByJtCg1TZXNzaW9uVXBkYXRlEh8KB3Nlc3Npb24YASABKAsyDi5pbS52MS5TZXNzaW9uEiAKCG1lc3NhZ2VzGAIgAygLMg4uaW0udjEuTWVzc2FnZRIZChFoYXNfbW9yZV9tZXNzYWdlcxgDIAEoCCJzCgxTeW5jUmVzcG9uc2USJgoIc2Vzc2lvbnMYASADKAsyFC5pbS52MS5TZXNzaW9uVXBkYXRlEiAKGHJlbW92ZWRfY29udmVyc2F0aW9uX2lkcxgCIAMoCRIZChFoYXNfbW9yZV9zZXNzaW9ucxgDIAEoCCJ3ChFGZXRjaFJhbmdlUmVxdWVzdBIjCg9jb252ZXJzYXRpb25faWQYASABKAlCCrpIB3IFEAEYjAESEQoJYWZ0ZXJfc2VxGAIgASgEEhEKCXVwX3RvX3NlcRgDIAEoBBIXCgVsaW1pdBgEIAEoDUIIukgFKgMY6AciWgoSRmV0Y2hSYW5nZVJlc3BvbnNlEiAKCG1lc3NhZ2VzGAEgAygLMg4uaW0udjEuTWVzc2FnZRIQCghsYXN0X3NlcRgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCJICg9NYXJrUmVhZFJlcXVlc3QSIwoPY29udmVyc2F0aW9uX2lkGAEgASgJQgq6SAdyBRABGIwBEhAKCHJlYWRfc2VxGAIgASgEIj0KEE1hcmtSZWFkUmVzcG9uc2USFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHJlYWRfc2VxGAIgASgEIjkKDFJlYWRQb3NpdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIcmVhZF9zZXEYAiABKAQiTgoRTWVtYmVyc2hpcENoYW5nZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg4KBmpvaW5lZBgCIAEoCBIQCghsYXN0X3NlcRgDIAEoBCIlCgtQaW5nUmVxdWVzdBIWCg5jbGllbnRfdGltZV9tcxgBIAEoAyI+CgxQaW5nUmVzcG9uc2USFgoOY2xpZW50X3RpbWVfbXMYASABKAMSFgoOc2VydmVyX3RpbWVfbXMYAiABKAMiUQoMUmVxdWVzdEVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCRIiCgZkZXRhaWwYAyABKAsyEi5pbS52MS5FcnJvckRldGFpbCJiCgpEaXNjb25uZWN0EicKBnJlYXNvbhgBIAEoDjIXLmltLnYxLkRpc2Nvbm5lY3RSZWFzb24SDwoHbWVzc2FnZRgCIAEoCRIaChJyZWNvbm5lY3RfYWZ0ZXJfbXMYAyABKA0q9QEKEERpc2Nvbm5lY3RSZWFzb24SIQodRElTQ09OTkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIlCiFESVNDT05ORUNUX1JFQVNPTl9TRVJWRVJfU0hVVERPV04QARIjCh9ESVNDT05ORUNUX1JFQVNPTl9TTE9XX0NPTlNVTUVSEAISIwofRElTQ09OTkVDVF9SRUFTT05fVE9LRU5fRVhQSVJFRBADEicKI0RJU0NPTk5FQ1RfUkVBU09OX0hFQVJUQkVBVF9USU1FT1VUEAQSJAogRElTQ09OTkVDVF9SRUFTT05fUFJPVE9DT0xfRVJST1IQBTLyAgoOR2F0ZXdheVNlcnZpY2USPAoHQ29ubmVjdBIVLmltLnYxLkNvbm5lY3RSZXF1ZXN0GhYuaW0udjEuQ29ubmVjdFJlc3BvbnNlKAEwARJACglTdWJzY3JpYmUSFy5pbS52MS5TdWJzY3JpYmVSZXF1ZXN0GhguaW0udjEuU3Vic2NyaWJlUmVzcG9uc2UwARIvCgRTZW5kEhIuaW0udjEuU2VuZFJlcXVlc3QaEy5pbS52MS5TZW5kUmVzcG9uc2USLwoEU3luYxISLmltLnYxLlN5bmNSZXF1ZXN0GhMuaW0udjEuU3luY1Jlc3BvbnNlEkEKCkZldGNoUmFuZ2USGC5pbS52MS5GZXRjaFJhbmdlUmVxdWVzdBoZLmltLnYxLkZldGNoUmFuZ2VSZXNwb25zZRI7CghNYXJrUmVhZBIWLmltLnYxLk1hcmtSZWFkUmVxdWVzdBoXLmltLnYxLk1hcmtSZWFkUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_im_v1_message]);
+  fileDesc("ChNpbS92MS9nYXRld2F5LnByb3RvEgVpbS52MSK9BgoOQ29ubmVjdFJlcXVlc3QSGwoKcmVxdWVzdF9pZBgBIAEoBEIHukgEMgIgABIiCgRzZW5kGAIgASgLMhIuaW0udjEuU2VuZFJlcXVlc3RIABIiCgRzeW5jGAMgASgLMhIuaW0udjEuU3luY1JlcXVlc3RIABIvCgtmZXRjaF9yYW5nZRgEIAEoCzIYLmltLnYxLkZldGNoUmFuZ2VSZXF1ZXN0SAASKwoJbWFya19yZWFkGAUgASgLMhYuaW0udjEuTWFya1JlYWRSZXF1ZXN0SAASIgoEcGluZxgGIAEoCzISLmltLnYxLlBpbmdSZXF1ZXN0SAASLQoKc3RhcnRfY2FsbBgUIAEoCzIXLmltLnYxLlN0YXJ0Q2FsbFJlcXVlc3RIABInCglyaW5nX2NhbGwYFSABKAsyEi5pbS52MS5SaW5nUmVxdWVzdEgAEisKC2FjY2VwdF9jYWxsGBYgASgLMhQuaW0udjEuQWNjZXB0UmVxdWVzdEgAEi0KDGRlY2xpbmVfY2FsbBgXIAEoCzIVLmltLnYxLkRlY2xpbmVSZXF1ZXN0SAASKwoLaGFuZ3VwX2NhbGwYGCABKAsyFC5pbS52MS5IYW5ndXBSZXF1ZXN0SAASKwoLY2FsbF9zaWduYWwYGSABKAsyFC5pbS52MS5TaWduYWxSZXF1ZXN0SAASKQoIZ2V0X2NhbGwYGiABKAsyFS5pbS52MS5HZXRDYWxsUmVxdWVzdEgAEjEKDmNhbGxfa2VlcGFsaXZlGBsgASgLMhcuaW0udjEuS2VlcGFsaXZlUmVxdWVzdEgAEjYKD2dldF9pY2Vfc2VydmVycxgcIAEoCzIbLmltLnYxLkdldEljZVNlcnZlcnNSZXF1ZXN0SAASOAoQY3JlYXRlX2xpdmVfcm9vbRgdIAEoCzIcLmltLnYxLkNyZWF0ZUxpdmVSb29tUmVxdWVzdEgAEisKCWpvaW5fcm9vbRgeIAEoCzIWLmltLnYxLkpvaW5Sb29tUmVxdWVzdEgAEikKCHNldF9yb2xlGB8gASgLMhUuaW0udjEuU2V0Um9sZVJlcXVlc3RIAEIOCgVmcmFtZRIFukgCCAEirggKD0Nvbm5lY3RSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiEKB21lc3NhZ2UYAiABKAsyDi5pbS52MS5NZXNzYWdlSAASIwoEcmVhZBgDIAEoCzITLmltLnYxLlJlYWRQb3NpdGlvbkgAEiMKBHNlbmQYBCABKAsyEy5pbS52MS5TZW5kUmVzcG9uc2VIABIjCgRzeW5jGAUgASgLMhMuaW0udjEuU3luY1Jlc3BvbnNlSAASMAoLZmV0Y2hfcmFuZ2UYBiABKAsyGS5pbS52MS5GZXRjaFJhbmdlUmVzcG9uc2VIABIsCgltYXJrX3JlYWQYByABKAsyFy5pbS52MS5NYXJrUmVhZFJlc3BvbnNlSAASIwoEcG9uZxgIIAEoCzITLmltLnYxLlBpbmdSZXNwb25zZUgAEiQKBWVycm9yGAkgASgLMhMuaW0udjEuUmVxdWVzdEVycm9ySAASJwoKZGlzY29ubmVjdBgKIAEoCzIRLmltLnYxLkRpc2Nvbm5lY3RIABIuCgptZW1iZXJzaGlwGAsgASgLMhguaW0udjEuTWVtYmVyc2hpcENoYW5nZWRIABImCgpjYWxsX2V2ZW50GBQgASgLMhAuaW0udjEuQ2FsbEV2ZW50SAASLgoKc3RhcnRfY2FsbBgVIAEoCzIYLmltLnYxLlN0YXJ0Q2FsbFJlc3BvbnNlSAASKAoJcmluZ19jYWxsGBYgASgLMhMuaW0udjEuUmluZ1Jlc3BvbnNlSAASLAoLYWNjZXB0X2NhbGwYFyABKAsyFS5pbS52MS5BY2NlcHRSZXNwb25zZUgAEi4KDGRlY2xpbmVfY2FsbBgYIAEoCzIWLmltLnYxLkRlY2xpbmVSZXNwb25zZUgAEiwKC2hhbmd1cF9jYWxsGBkgASgLMhUuaW0udjEuSGFuZ3VwUmVzcG9uc2VIABIsCgtjYWxsX3NpZ25hbBgaIAEoCzIVLmltLnYxLlNpZ25hbFJlc3BvbnNlSAASKgoIZ2V0X2NhbGwYGyABKAsyFi5pbS52MS5HZXRDYWxsUmVzcG9uc2VIABIyCg5jYWxsX2tlZXBhbGl2ZRgcIAEoCzIYLmltLnYxLktlZXBhbGl2ZVJlc3BvbnNlSAASNwoPZ2V0X2ljZV9zZXJ2ZXJzGB0gASgLMhwuaW0udjEuR2V0SWNlU2VydmVyc1Jlc3BvbnNlSAASOQoQY3JlYXRlX2xpdmVfcm9vbRgeIAEoCzIdLmltLnYxLkNyZWF0ZUxpdmVSb29tUmVzcG9uc2VIABIsCglqb2luX3Jvb20YHyABKAsyFy5pbS52MS5Kb2luUm9vbVJlc3BvbnNlSAASKgoIc2V0X3JvbGUYICABKAsyFi5pbS52MS5TZXRSb2xlUmVzcG9uc2VIAEIHCgVmcmFtZSISChBTdWJzY3JpYmVSZXF1ZXN0Iv0BChFTdWJzY3JpYmVSZXNwb25zZRIhCgdtZXNzYWdlGAEgASgLMg4uaW0udjEuTWVzc2FnZUgAEiMKBHJlYWQYAiABKAsyEy5pbS52MS5SZWFkUG9zaXRpb25IABIWCgxoZWFydGJlYXRfbXMYAyABKANIABInCgpkaXNjb25uZWN0GAQgASgLMhEuaW0udjEuRGlzY29ubmVjdEgAEi4KCm1lbWJlcnNoaXAYBSABKAsyGC5pbS52MS5NZW1iZXJzaGlwQ2hhbmdlZEgAEiYKCmNhbGxfZXZlbnQYFCABKAsyEC5pbS52MS5DYWxsRXZlbnRIAEIHCgVmcmFtZSKbAgoLU2VuZFJlcXVlc3QSaQoPY29udmVyc2F0aW9uX2lkGAEgASgJQk66SEtySTJHXihkOltBLVphLXowLTlfLkAtXXsxLDY0fTpbQS1aYS16MC05Xy5ALV17MSw2NH18ZzpbQS1aYS16MC05Xy1dezEsNjR9KSRIABI0Cgp0b191c2VyX2lkGAIgASgJQh66SBtyGTIXXltBLVphLXowLTlfLkAtXXsxLDY0fSRIABIwCg1jbGllbnRfbXNnX2lkGAMgASgJQhm6SBZyFBABGEAyDl5bXHgyMS1ceDdlXSskEigKBGJvZHkYBCABKAsyEi5pbS52MS5NZXNzYWdlQm9keUIGukgDyAEBQg8KBnRhcmdldBIFukgCCAEimAEKDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhAKCHByZXZfc2VxGAMgASgEEhIKCm1lc3NhZ2VfaWQYBCABKAkSEgoKc2VudF9hdF9tcxgFIAEoAxIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhEKCWR1cGxpY2F0ZRgHIAEoCCJVCgpTeW5jQ3Vyc29yEiMKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIKukgHcgUQARiMARIQCghsYXN0X3NlcRgCIAEoBBIQCghyZWFkX3NlcRgDIAEoBCKNAQoLU3luY1JlcXVlc3QSLQoHY3Vyc29ycxgBIAMoCzIRLmltLnYxLlN5bmNDdXJzb3JCCbpIBpIBAxCQThIvCh1tYXhfbWVzc2FnZXNfcGVyX2NvbnZlcnNhdGlvbhgCIAEoDUIIukgFKgMY6AcSHgoMbWF4X3Nlc3Npb25zGAMgASgNQgi6SAUqAxjoByJtCg1TZXNzaW9uVXBkYXRlEh8KB3Nlc3Npb24YASABKAsyDi5pbS52MS5TZXNzaW9uEiAKCG1lc3NhZ2VzGAIgAygLMg4uaW0udjEuTWVzc2FnZRIZChFoYXNfbW9yZV9tZXNzYWdlcxgDIAEoCCJzCgxTeW5jUmVzcG9uc2USJgoIc2Vzc2lvbnMYASADKAsyFC5pbS52MS5TZXNzaW9uVXBkYXRlEiAKGHJlbW92ZWRfY29udmVyc2F0aW9uX2lkcxgCIAMoCRIZChFoYXNfbW9yZV9zZXNzaW9ucxgDIAEoCCJ3ChFGZXRjaFJhbmdlUmVxdWVzdBIjCg9jb252ZXJzYXRpb25faWQYASABKAlCCrpIB3IFEAEYjAESEQoJYWZ0ZXJfc2VxGAIgASgEEhEKCXVwX3RvX3NlcRgDIAEoBBIXCgVsaW1pdBgEIAEoDUIIukgFKgMY6AciWgoSRmV0Y2hSYW5nZVJlc3BvbnNlEiAKCG1lc3NhZ2VzGAEgAygLMg4uaW0udjEuTWVzc2FnZRIQCghsYXN0X3NlcRgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCJICg9NYXJrUmVhZFJlcXVlc3QSIwoPY29udmVyc2F0aW9uX2lkGAEgASgJQgq6SAdyBRABGIwBEhAKCHJlYWRfc2VxGAIgASgEIj0KEE1hcmtSZWFkUmVzcG9uc2USFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCHJlYWRfc2VxGAIgASgEIjkKDFJlYWRQb3NpdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIcmVhZF9zZXEYAiABKAQiTgoRTWVtYmVyc2hpcENoYW5nZWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg4KBmpvaW5lZBgCIAEoCBIQCghsYXN0X3NlcRgDIAEoBCIlCgtQaW5nUmVxdWVzdBIWCg5jbGllbnRfdGltZV9tcxgBIAEoAyI+CgxQaW5nUmVzcG9uc2USFgoOY2xpZW50X3RpbWVfbXMYASABKAMSFgoOc2VydmVyX3RpbWVfbXMYAiABKAMiUQoMUmVxdWVzdEVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCRIiCgZkZXRhaWwYAyABKAsyEi5pbS52MS5FcnJvckRldGFpbCJiCgpEaXNjb25uZWN0EicKBnJlYXNvbhgBIAEoDjIXLmltLnYxLkRpc2Nvbm5lY3RSZWFzb24SDwoHbWVzc2FnZRgCIAEoCRIaChJyZWNvbm5lY3RfYWZ0ZXJfbXMYAyABKA0q9QEKEERpc2Nvbm5lY3RSZWFzb24SIQodRElTQ09OTkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIlCiFESVNDT05ORUNUX1JFQVNPTl9TRVJWRVJfU0hVVERPV04QARIjCh9ESVNDT05ORUNUX1JFQVNPTl9TTE9XX0NPTlNVTUVSEAISIwofRElTQ09OTkVDVF9SRUFTT05fVE9LRU5fRVhQSVJFRBADEicKI0RJU0NPTk5FQ1RfUkVBU09OX0hFQVJUQkVBVF9USU1FT1VUEAQSJAogRElTQ09OTkVDVF9SRUFTT05fUFJPVE9DT0xfRVJST1IQBTLyAgoOR2F0ZXdheVNlcnZpY2USPAoHQ29ubmVjdBIVLmltLnYxLkNvbm5lY3RSZXF1ZXN0GhYuaW0udjEuQ29ubmVjdFJlc3BvbnNlKAEwARJACglTdWJzY3JpYmUSFy5pbS52MS5TdWJzY3JpYmVSZXF1ZXN0GhguaW0udjEuU3Vic2NyaWJlUmVzcG9uc2UwARIvCgRTZW5kEhIuaW0udjEuU2VuZFJlcXVlc3QaEy5pbS52MS5TZW5kUmVzcG9uc2USLwoEU3luYxISLmltLnYxLlN5bmNSZXF1ZXN0GhMuaW0udjEuU3luY1Jlc3BvbnNlEkEKCkZldGNoUmFuZ2USGC5pbS52MS5GZXRjaFJhbmdlUmVxdWVzdBoZLmltLnYxLkZldGNoUmFuZ2VSZXNwb25zZRI7CghNYXJrUmVhZBIWLmltLnYxLk1hcmtSZWFkUmVxdWVzdBoXLmltLnYxLk1hcmtSZWFkUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_im_v1_call, file_im_v1_message]);
 
 /**
  * A frame from client to server on the long connection.
@@ -73,6 +75,80 @@ export type ConnectRequest = Message<"im.v1.ConnectRequest"> & {
      */
     value: PingRequest;
     case: "ping";
+  } | {
+    /**
+     * Call control (CallService's operations, answered by the frame of the same name).
+     *
+     * @generated from field: im.v1.StartCallRequest start_call = 20;
+     */
+    value: StartCallRequest;
+    case: "startCall";
+  } | {
+    /**
+     * @generated from field: im.v1.RingRequest ring_call = 21;
+     */
+    value: RingRequest;
+    case: "ringCall";
+  } | {
+    /**
+     * @generated from field: im.v1.AcceptRequest accept_call = 22;
+     */
+    value: AcceptRequest;
+    case: "acceptCall";
+  } | {
+    /**
+     * @generated from field: im.v1.DeclineRequest decline_call = 23;
+     */
+    value: DeclineRequest;
+    case: "declineCall";
+  } | {
+    /**
+     * @generated from field: im.v1.HangupRequest hangup_call = 24;
+     */
+    value: HangupRequest;
+    case: "hangupCall";
+  } | {
+    /**
+     * @generated from field: im.v1.SignalRequest call_signal = 25;
+     */
+    value: SignalRequest;
+    case: "callSignal";
+  } | {
+    /**
+     * @generated from field: im.v1.GetCallRequest get_call = 26;
+     */
+    value: GetCallRequest;
+    case: "getCall";
+  } | {
+    /**
+     * @generated from field: im.v1.KeepaliveRequest call_keepalive = 27;
+     */
+    value: KeepaliveRequest;
+    case: "callKeepalive";
+  } | {
+    /**
+     * @generated from field: im.v1.GetIceServersRequest get_ice_servers = 28;
+     */
+    value: GetIceServersRequest;
+    case: "getIceServers";
+  } | {
+    /**
+     * @generated from field: im.v1.CreateLiveRoomRequest create_live_room = 29;
+     */
+    value: CreateLiveRoomRequest;
+    case: "createLiveRoom";
+  } | {
+    /**
+     * @generated from field: im.v1.JoinRoomRequest join_room = 30;
+     */
+    value: JoinRoomRequest;
+    case: "joinRoom";
+  } | {
+    /**
+     * @generated from field: im.v1.SetRoleRequest set_role = 31;
+     */
+    value: SetRoleRequest;
+    case: "setRole";
   } | { case: undefined; value?: undefined };
 };
 
@@ -183,6 +259,88 @@ export type ConnectResponse = Message<"im.v1.ConnectResponse"> & {
      */
     value: MembershipChanged;
     case: "membership";
+  } | {
+    /**
+     * A call changed, or a signal for one of this user's devices (a push).
+     *
+     * @generated from field: im.v1.CallEvent call_event = 20;
+     */
+    value: CallEvent;
+    case: "callEvent";
+  } | {
+    /**
+     * Results of call control, one per request frame of the same name.
+     *
+     * @generated from field: im.v1.StartCallResponse start_call = 21;
+     */
+    value: StartCallResponse;
+    case: "startCall";
+  } | {
+    /**
+     * @generated from field: im.v1.RingResponse ring_call = 22;
+     */
+    value: RingResponse;
+    case: "ringCall";
+  } | {
+    /**
+     * @generated from field: im.v1.AcceptResponse accept_call = 23;
+     */
+    value: AcceptResponse;
+    case: "acceptCall";
+  } | {
+    /**
+     * @generated from field: im.v1.DeclineResponse decline_call = 24;
+     */
+    value: DeclineResponse;
+    case: "declineCall";
+  } | {
+    /**
+     * @generated from field: im.v1.HangupResponse hangup_call = 25;
+     */
+    value: HangupResponse;
+    case: "hangupCall";
+  } | {
+    /**
+     * @generated from field: im.v1.SignalResponse call_signal = 26;
+     */
+    value: SignalResponse;
+    case: "callSignal";
+  } | {
+    /**
+     * @generated from field: im.v1.GetCallResponse get_call = 27;
+     */
+    value: GetCallResponse;
+    case: "getCall";
+  } | {
+    /**
+     * @generated from field: im.v1.KeepaliveResponse call_keepalive = 28;
+     */
+    value: KeepaliveResponse;
+    case: "callKeepalive";
+  } | {
+    /**
+     * @generated from field: im.v1.GetIceServersResponse get_ice_servers = 29;
+     */
+    value: GetIceServersResponse;
+    case: "getIceServers";
+  } | {
+    /**
+     * @generated from field: im.v1.CreateLiveRoomResponse create_live_room = 30;
+     */
+    value: CreateLiveRoomResponse;
+    case: "createLiveRoom";
+  } | {
+    /**
+     * @generated from field: im.v1.JoinRoomResponse join_room = 31;
+     */
+    value: JoinRoomResponse;
+    case: "joinRoom";
+  } | {
+    /**
+     * @generated from field: im.v1.SetRoleResponse set_role = 32;
+     */
+    value: SetRoleResponse;
+    case: "setRole";
   } | { case: undefined; value?: undefined };
 };
 
@@ -260,6 +418,14 @@ export type SubscribeResponse = Message<"im.v1.SubscribeResponse"> & {
      */
     value: MembershipChanged;
     case: "membership";
+  } | {
+    /**
+     * A call changed, or a signal for one of this user's devices.
+     *
+     * @generated from field: im.v1.CallEvent call_event = 20;
+     */
+    value: CallEvent;
+    case: "callEvent";
   } | { case: undefined; value?: undefined };
 };
 

@@ -138,6 +138,7 @@ function dependenciesFirst(protos: readonly FileDescriptorProto[]): FileDescript
 const GATEWAY_CLOSURE = [
   "im/v1/gateway.proto",
   "buf/validate/validate.proto",
+  "im/v1/call.proto",
   "im/v1/message.proto",
   "google/protobuf/descriptor.proto",
   "google/protobuf/duration.proto",

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file im/cluster/v1/cluster.proto.
  */
 export const file_im_cluster_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChtpbS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SDWltLmNsdXN0ZXIudjEi3gEKC1B1YmxpY2F0aW9uEg4KBm9yaWdpbhgBIAEoCRIcChRleGNlcHRfY29ubmVjdGlvbl9pZBgCIAEoCRIRCgdtZXNzYWdlGAMgASgMSAASIwoEcmVhZBgEIAEoCzITLmltLnYxLlJlYWRQb3NpdGlvbkgAEjAKB21lbWJlcnMYBSABKAsyHS5pbS5jbHVzdGVyLnYxLk1lbWJlcnNDaGFuZ2VkSAASLgoKbWVtYmVyc2hpcBgGIAEoCzIYLmltLnYxLk1lbWJlcnNoaXBDaGFuZ2VkSABCBwoFZXZlbnQiMAoOTWVtYmVyc0NoYW5nZWQSDQoFYWRkZWQYASADKAkSDwoHcmVtb3ZlZBgCIAMoCSL0AQoJT3duZXJDYWxsEg8KB2NhbGxfaWQYASABKAQSEAoIcmVwbHlfdG8YAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIcChRvcmlnaW5fY29ubmVjdGlvbl9pZBgEIAEoCRIiCgRzZW5kGAUgASgLMhIuaW0udjEuU2VuZFJlcXVlc3RIABIvCgthZGRfbWVtYmVycxgGIAEoCzIYLmltLnYxLkFkZE1lbWJlcnNSZXF1ZXN0SAASNQoOcmVtb3ZlX21lbWJlcnMYByABKAsyGy5pbS52MS5SZW1vdmVNZW1iZXJzUmVxdWVzdEgAQgkKB3JlcXVlc3Qi3AEKCk93bmVyUmVwbHkSDwoHY2FsbF9pZBgBIAEoBBIjCgRzZW5kGAIgASgLMhMuaW0udjEuU2VuZFJlc3BvbnNlSAASMAoLYWRkX21lbWJlcnMYAyABKAsyGS5pbS52MS5BZGRNZW1iZXJzUmVzcG9uc2VIABI2Cg5yZW1vdmVfbWVtYmVycxgEIAEoCzIcLmltLnYxLlJlbW92ZU1lbWJlcnNSZXNwb25zZUgAEiQKBWVycm9yGAUgASgLMhMuaW0udjEuUmVxdWVzdEVycm9ySABCCAoGcmVzdWx0YgZwcm90bzM", [file_im_v1_conversation, file_im_v1_gateway]);
+  fileDesc("ChtpbS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SDWltLmNsdXN0ZXIudjEi9AEKC1B1YmxpY2F0aW9uEg4KBm9yaWdpbhgBIAEoCRIcChRleGNlcHRfY29ubmVjdGlvbl9pZBgCIAEoCRIRCgdtZXNzYWdlGAMgASgMSAASIwoEcmVhZBgEIAEoCzITLmltLnYxLlJlYWRQb3NpdGlvbkgAEjAKB21lbWJlcnMYBSABKAsyHS5pbS5jbHVzdGVyLnYxLk1lbWJlcnNDaGFuZ2VkSAASLgoKbWVtYmVyc2hpcBgGIAEoCzIYLmltLnYxLk1lbWJlcnNoaXBDaGFuZ2VkSAASFAoKY2FsbF9ldmVudBgHIAEoDEgAQgcKBWV2ZW50IjAKDk1lbWJlcnNDaGFuZ2VkEg0KBWFkZGVkGAEgAygJEg8KB3JlbW92ZWQYAiADKAki9AEKCU93bmVyQ2FsbBIPCgdjYWxsX2lkGAEgASgEEhAKCHJlcGx5X3RvGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSHAoUb3JpZ2luX2Nvbm5lY3Rpb25faWQYBCABKAkSIgoEc2VuZBgFIAEoCzISLmltLnYxLlNlbmRSZXF1ZXN0SAASLwoLYWRkX21lbWJlcnMYBiABKAsyGC5pbS52MS5BZGRNZW1iZXJzUmVxdWVzdEgAEjUKDnJlbW92ZV9tZW1iZXJzGAcgASgLMhsuaW0udjEuUmVtb3ZlTWVtYmVyc1JlcXVlc3RIAEIJCgdyZXF1ZXN0ItwBCgpPd25lclJlcGx5Eg8KB2NhbGxfaWQYASABKAQSIwoEc2VuZBgCIAEoCzITLmltLnYxLlNlbmRSZXNwb25zZUgAEjAKC2FkZF9tZW1iZXJzGAMgASgLMhkuaW0udjEuQWRkTWVtYmVyc1Jlc3BvbnNlSAASNgoOcmVtb3ZlX21lbWJlcnMYBCABKAsyHC5pbS52MS5SZW1vdmVNZW1iZXJzUmVzcG9uc2VIABIkCgVlcnJvchgFIAEoCzITLmltLnYxLlJlcXVlc3RFcnJvckgAQggKBnJlc3VsdGIGcHJvdG8z", [file_im_v1_conversation, file_im_v1_gateway]);
 
 /**
  * An event published on a channel: `c:<group>` (a group's messages and member changes) or
@@ -76,6 +76,15 @@ export type Publication = Message<"im.cluster.v1.Publication"> & {
      */
     value: MembershipChanged;
     case: "membership";
+  } | {
+    /**
+     * A call event for the channel's user: an encoded im.v1.CallEvent, written to devices
+     * without being decoded.
+     *
+     * @generated from field: bytes call_event = 7;
+     */
+    value: Uint8Array;
+    case: "callEvent";
   } | { case: undefined; value?: undefined };
 };
 
