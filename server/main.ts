@@ -5,6 +5,7 @@ import { DEFAULT_LIMITS } from "./core/limits.js";
 import { createMessageIdGenerator } from "./core/message-id.js";
 import { Messaging } from "./core/messaging.js";
 import { loadConfig, type ServerConfig } from "./config.js";
+import { createLogger } from "./logger.js";
 import { createTokenVerifier, DEV_JWT_SECRET } from "./gateway/auth.js";
 import { startGatewayServer, type GatewayServer } from "./gateway/gateway-server.js";
 import { parseAllowedOrigins } from "./gateway/cors.js";
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
     process.stderr.write(`microchat: ${(error as Error).message}\n`);
     process.exit(2);
   }
-  const logger = pino({ level: config.logLevel });
+  const logger = await createLogger({ level: config.logLevel });
   const { jwtSecret: _secret, ...shown } = config;
   if (config.jwtSecret === DEV_JWT_SECRET) logger.warn("IM_JWT_SECRET is not set: using the development secret; anyone can mint tokens");
   let workers: number;
