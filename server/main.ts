@@ -15,7 +15,12 @@ import { createReflectionService } from "./gateway/reflection-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ConversationService } from "../gen/im/v1/conversation_pb.js";
 import { GatewayService } from "../gen/im/v1/gateway_pb.js";
+import { PushService } from "../gen/im/v1/push_pb.js";
 import { resolveWorkerCount, runPrimary, workerContext, type WorkerContext } from "./cluster.js";
+import { createRequestValidator } from "./gateway/request-validator.js";
+import type { DeviceTokenStore } from "./push/device-token-store.js";
+import { openDeviceTokenStore } from "./push/open-device-token-store.js";
+import { createPushService } from "./push/push-service.js";
 import { startRouting } from "./route/routing.js";
 import type { MessageStore } from "./store/message-store.js";
 import { MemoryMessageStore } from "./store/memory-message-store.js";
@@ -27,6 +32,8 @@ import { systemClock, systemRandom } from "./system.js";
 export interface RunningServer {
   readonly gateway: GatewayServer;
   readonly store: MessageStore;
+  /** Device push tokens, registered through PushService. */
+  readonly devices: DeviceTokenStore;
   /** Drains the gateway, then closes the store. */
   stop(): Promise<void>;
 }
@@ -48,6 +55,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     mkdirSync(config.dataDir, { recursive: true });
     store = openSqliteMessageStore({ path: path.join(config.dataDir, "im.sqlite"), synchronous: config.sqliteSync });
   }
+  const devices = await openDeviceTokenStore(config);
   let messaging: Messaging | undefined;
   const routing = await startRouting({
     redisUrl: config.redisUrl,
@@ -66,20 +74,23 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
   });
   const health = createHealthService();
-  const reflection = createReflectionService([GatewayService, ConversationService, Health]);
+  const reflection = createReflectionService([GatewayService, ConversationService, PushService, Health]);
+  const verifier = createTokenVerifier(config.jwtSecret);
+  const push = createPushService({ devices, verifier, validator: createRequestValidator(), clock: systemClock, logger });
   const gateway = await startGatewayServer({
     host: config.host,
     port: config.port,
     messaging,
     hub: routing.hub,
     ownership: { owners: routing.owners, calls: routing.calls },
-    verifier: createTokenVerifier(config.jwtSecret),
+    verifier,
     clock: systemClock,
     logger,
     maxFrameBytes: config.maxFrameBytes,
     extraRoutes(r) {
       health.register(r);
       reflection.register(r);
+      r.service(PushService, push);
     },
     // Tell load balancers first, then the clients.
     onDrain: () => health.shutdown(),
@@ -107,9 +118,11 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
   return {
     gateway,
     store,
+    devices,
     async stop() {
       await gateway.close({ drainTimeoutMs: config.drainTimeoutMs, reconnectSpreadMs: config.reconnectSpreadMs });
       await routing.close();
+      await devices.close();
       await store.close();
     },
   };
