@@ -4,6 +4,7 @@ import { pino } from "pino";
 import { DEFAULT_LIMITS } from "./core/limits.js";
 import { createMessageIdGenerator } from "./core/message-id.js";
 import { Messaging } from "./core/messaging.js";
+import { RateLimits } from "./core/rate-limits.js";
 import { loadConfig, type ServerConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { createTokenVerifier, DEV_JWT_SECRET } from "./gateway/auth.js";
@@ -72,6 +73,17 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     clock: systemClock,
     ids: createMessageIdGenerator(systemClock, systemRandom),
     limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
+    rateLimits: new RateLimits(
+      {
+        userSendsPerS: config.rateUserSendsPerS,
+        userBytesPerS: config.rateUserBytesPerS,
+        connectionSendsPerS: config.rateConnectionSendsPerS,
+        connectionBytesPerS: config.rateConnectionBytesPerS,
+        userGroupsPerMin: config.rateUserGroupsPerMin,
+        burstS: config.rateBurstS,
+      },
+      systemClock,
+    ),
   });
   const health = createHealthService();
   const reflection = createReflectionService([GatewayService, ConversationService, PushService, Health]);

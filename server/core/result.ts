@@ -10,13 +10,16 @@ export type FailureReason =
   | "out_of_range"
   | "failed_precondition"
   | "permission_denied"
-  | "limit_exceeded";
+  | "limit_exceeded"
+  | "rate_limited";
 
 /** A failed domain operation: why, and a message safe to show the caller. */
 export interface Failure {
   readonly ok: false;
   readonly reason: FailureReason;
   readonly message: string;
+  /** For rate_limited: the wait in ms until the same request would be allowed. */
+  readonly retryAfterMs?: number;
 }
 
 /** A successful domain operation. */

@@ -14,6 +14,7 @@ const REASONS: Record<FailureReason, { code: Code; reason: ErrorReason }> = {
   out_of_range: { code: Code.OutOfRange, reason: ErrorReason.OUT_OF_RANGE },
   failed_precondition: { code: Code.FailedPrecondition, reason: ErrorReason.FAILED_PRECONDITION },
   limit_exceeded: { code: Code.ResourceExhausted, reason: ErrorReason.LIMIT_EXCEEDED },
+  rate_limited: { code: Code.ResourceExhausted, reason: ErrorReason.RATE_LIMITED },
 };
 
 const UNAVAILABLE_RETRY_MS = 500;
@@ -25,7 +26,10 @@ function detail(reason: ErrorReason, retryable: boolean, retryAfterMs = 0): Erro
 /** A domain failure as a ConnectError carrying an ErrorDetail. */
 export function failureToConnectError(failure: Failure): ConnectError {
   const { code, reason } = REASONS[failure.reason];
-  return new ConnectError(failure.message, code, undefined, [{ desc: ErrorDetailSchema, value: detail(reason, false) }]);
+  // Only a rate limit says when to come back; every other refusal stands.
+  const retryAfterMs = failure.retryAfterMs;
+  const value = retryAfterMs === undefined ? detail(reason, false) : detail(reason, true, Math.max(1, Math.ceil(retryAfterMs)));
+  return new ConnectError(failure.message, code, undefined, [{ desc: ErrorDetailSchema, value }]);
 }
 
 /** An invalid request (protovalidate violations or a bad field) as INVALID_ARGUMENT. */
