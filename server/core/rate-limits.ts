@@ -20,10 +20,10 @@ export interface RateLimitSettings {
 
 /** The defaults, documented in the README's configuration table. */
 export const DEFAULT_RATE_LIMITS: RateLimitSettings = {
-  userSendsPerS: 20,
-  userBytesPerS: 1_048_576,
-  connectionSendsPerS: 10,
-  connectionBytesPerS: 524_288,
+  userSendsPerS: 50,
+  userBytesPerS: 4_194_304,
+  connectionSendsPerS: 30,
+  connectionBytesPerS: 2_097_152,
   userGroupsPerMin: 10,
   burstS: 2,
 };
