@@ -54,6 +54,8 @@ export class ApnsPushNotifier implements PushNotifier {
   #key: ReturnType<typeof importPKCS8> | undefined;
   #token: { jwt: string; issuedAtMs: number } | undefined;
   #session: http2.ClientHttp2Session | undefined;
+  /** Requests in flight per connection: a connection keeps the process alive only while it has some. */
+  readonly #active = new WeakMap<http2.ClientHttp2Session, number>();
   #closed = false;
 
   constructor(options: ApnsPushNotifierOptions) {
@@ -157,7 +159,9 @@ export class ApnsPushNotifier implements PushNotifier {
   #request(headers: http2.OutgoingHttpHeaders, body: string): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }> {
     return new Promise((resolve, reject) => {
       const session = this.#connection();
-      session.ref();
+      const active = this.#active.get(session) ?? 0;
+      this.#active.set(session, active + 1);
+      if (active === 0) session.ref();
       const stream = session.request(headers);
       stream.setTimeout(this.#options.timeoutMs ?? 10_000, () => stream.close(http2.constants.NGHTTP2_CANCEL));
       let status = 0;
@@ -173,7 +177,9 @@ export class ApnsPushNotifier implements PushNotifier {
       });
       stream.on("end", () => resolve({ status, headers: responseHeaders, body: text }));
       stream.on("close", () => {
-        session.unref();
+        const left = (this.#active.get(session) ?? 1) - 1;
+        this.#active.set(session, left);
+        if (left === 0) session.unref();
         if (status === 0) reject(new Error(`stream closed without an answer (code ${stream.rstCode})`));
       });
       stream.on("error", reject);
