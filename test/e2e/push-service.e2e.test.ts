@@ -1,5 +1,8 @@
 import { createClient, Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/im/v1/message_pb.js";
 import { PushPlatform, PushService } from "../../gen/im/v1/push_pb.js";
@@ -49,5 +52,24 @@ describe("PushService over gRPC", () => {
   it("refuses a call without a valid token", async () => {
     const error = ConnectError.from(await client.listDevices({}).catch((e: unknown) => e));
     expect(error.code).toBe(Code.Unauthenticated);
+  });
+});
+
+describe("PushService on the embedded store", () => {
+  it("keeps registrations in the data directory across a restart", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "push-service-"));
+    try {
+      const flags = ["--store", "sqlite", "--data-dir", dir];
+      let t = await startTestServer(flags);
+      const headers = { authorization: `Bearer ${await t.token("alice")}` };
+      await createClient(PushService, createGrpcTransport({ baseUrl: t.baseUrl })).registerDevice({ deviceId: "iphone", platform: PushPlatform.APNS, token: "ab12" }, { headers });
+      await t.stop();
+      t = await startTestServer(flags);
+      const { devices } = await createClient(PushService, createGrpcTransport({ baseUrl: t.baseUrl })).listDevices({}, { headers });
+      expect(devices.map((d) => [d.deviceId, d.token])).toEqual([["iphone", "ab12"]]);
+      await t.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
