@@ -30,7 +30,9 @@ export const DEFAULT_RATE_LIMITS: RateLimitSettings = {
 
 /**
  * The core's rate limits per user and per long connection: sends (count and body bytes) and
- * groups created, as token buckets on the core's clock. A refusal is a `rate_limited` Failure
+ * groups created, as token buckets on the core's clock. Each process counts what arrives at
+ * it: a user's limit applies per worker process, so a user whose devices are connected to N
+ * workers may send up to N times the per-user rate (each connection keeps its own limit). A refusal is a `rate_limited` Failure
  * carrying the wait until the request would pass (`retryAfterMs`).
  */
 export class RateLimits {
