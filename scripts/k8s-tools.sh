@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kustomize and kubeconform (pinned versions, from the Go module proxy) into .tools/bin
+# Builds kustomize and kubeconform (pinned versions, from the Go module proxy) into .cache/k8s-tools/bin
 # once, and prints that directory. test/deploy/k8s.test.ts runs it; run it yourself to check
 # the manifests by hand:
 #   PATH="$(bash scripts/k8s-tools.sh):$PATH"
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KUSTOMIZE_VERSION=v5.7.1   # v5.8 needs Go 1.27
 KUBECONFORM_VERSION=v0.8.0
-BIN="$PWD/.tools/bin"
+BIN="$PWD/.cache/k8s-tools/bin"
 STAMP="$BIN/.versions"
 WANT="kustomize $KUSTOMIZE_VERSION kubeconform $KUBECONFORM_VERSION"
 
