@@ -16,7 +16,10 @@ COPY server server
 COPY client client
 COPY gen gen
 COPY deploy/cassandra/schema.cql deploy/cassandra/
-RUN node scripts/build.mjs
+COPY web web
+# The web client (Vite), then the server; dist/web/dist becomes the built client itself
+# instead of the link to web/dist that the build leaves for a source checkout.
+RUN npx vite build web && node scripts/build.mjs && rm dist/web/dist && cp -r web/dist dist/web/dist
 
 # 2. Runtime dependencies only (pure JavaScript: no install scripts needed).
 FROM node:24-bookworm-slim AS deps

@@ -5,7 +5,7 @@
 // Plain JavaScript itself, so it runs before anything is compiled. The output directory is
 // emptied first, so a deleted source file leaves no stale module behind.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,3 +26,8 @@ for (const asset of ASSETS) {
   mkdirSync(path.dirname(path.join(outDir, asset)), { recursive: true });
   copyFileSync(path.join(root, asset), path.join(outDir, asset));
 }
+// The gateway serves the web client from web/dist beside the modules (server/gateway/
+// web-routes.ts), which `npm run build:web` (npm start's prestart) writes at the project
+// root: link it, so the compiled server serves what the last web build made.
+mkdirSync(path.join(outDir, "web"), { recursive: true });
+symlinkSync(path.relative(path.join(outDir, "web"), path.join(root, "web/dist")), path.join(outDir, "web/dist"), "dir");

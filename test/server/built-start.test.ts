@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -77,6 +77,11 @@ describe("the built start", () => {
   it("runs the compiled CLI", async () => {
     const { stdout } = await run(process.execPath, [path.join(out, distModule("cli")), "token", "zoe"], { cwd: ROOT, encoding: "utf8" });
     expect((await createTokenVerifier(DEV_JWT_SECRET).verify(`Bearer ${stdout.trim()}`)).userId).toBe("zoe");
+  });
+
+  it("finds the web client where the last web build put it", () => {
+    const link = path.join(out, "web/dist");
+    expect(path.resolve(path.dirname(link), readlinkSync(link))).toBe(path.join(ROOT, "web/dist"));
   });
 
   it("carries the Cassandra schema the compiled store reads", () => {
