@@ -6,6 +6,9 @@ import type { ServerConfig } from "./config.js";
 import { IpcBrokerRelay, isIpcBrokerMessage, type IpcBrokerMessage, type IpcPort } from "./route/ipc-broker.js";
 import { workerIdOf, type IpcEndpoint } from "./route/routing.js";
 
+/** On SIGTERM the primary SIGKILLs a worker still draining this long after the drain timeout. */
+export const WORKER_STOP_MARGIN_MS = 5000;
+
 /** Set by the primary in each worker's environment: the worker's index (0-based). */
 export const WORKER_INDEX_ENV = "IM_WORKER_INDEX";
 
@@ -281,7 +284,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, workers: 
       relay: config.redisUrl === "",
       nodeId,
       logger,
-      stopTimeoutMs: config.drainTimeoutMs + 5000,
+      stopTimeoutMs: config.drainTimeoutMs + WORKER_STOP_MARGIN_MS,
     });
   } catch (err) {
     logger.error({ err }, "cluster did not start");

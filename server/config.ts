@@ -48,6 +48,12 @@ export interface ServerConfig {
   readonly livekitApiSecret: string;
   readonly liveRoomViewersMax: number;
   readonly allowedOrigins: string;
+  readonly rateUserSendsPerS: number;
+  readonly rateUserBytesPerS: number;
+  readonly rateConnectionSendsPerS: number;
+  readonly rateConnectionBytesPerS: number;
+  readonly rateUserGroupsPerMin: number;
+  readonly rateBurstS: number;
 }
 
 interface Option {
@@ -93,6 +99,12 @@ export const OPTIONS: readonly Option[] = [
   { flag: "handshake-timeout-ms", env: "IM_HANDSHAKE_TIMEOUT_MS", key: "handshakeTimeoutMs", fallback: "10000", kind: "int", doc: "a TCP connection that has not opened its first stream (or sent its first HTTP/1.1 request) by then is closed" },
   { flag: "max-connections-per-user", env: "IM_MAX_CONNECTIONS_PER_USER", key: "maxConnectionsPerUser", fallback: "16", kind: "int", doc: "long connections (Connect and Subscribe streams) one user may hold per worker process; more are refused with RESOURCE_EXHAUSTED / TOO_MANY_CONNECTIONS" },
   { flag: "allowed-origins", env: "IM_ALLOWED_ORIGINS", key: "allowedOrigins", fallback: "", kind: "string", doc: "origins whose browser apps may call the gateway (CORS for Connect and gRPC-Web), comma-separated scheme://host[:port], or * for any; empty: same-origin only" },
+  { flag: "rate-user-sends-per-s", env: "IM_RATE_USER_SENDS_PER_S", key: "rateUserSendsPerS", fallback: "50", kind: "int", doc: "messages a user may send per second through one worker process, over all its connections and unary calls there (0: no limit); beyond it RESOURCE_EXHAUSTED with RATE_LIMITED and retry_after_ms" },
+  { flag: "rate-user-bytes-per-s", env: "IM_RATE_USER_BYTES_PER_S", key: "rateUserBytesPerS", fallback: "4194304", kind: "int", doc: "message body bytes a user may send per second (0: no limit)" },
+  { flag: "rate-connection-sends-per-s", env: "IM_RATE_CONNECTION_SENDS_PER_S", key: "rateConnectionSendsPerS", fallback: "30", kind: "int", doc: "messages one long connection may send per second (0: no limit)" },
+  { flag: "rate-connection-bytes-per-s", env: "IM_RATE_CONNECTION_BYTES_PER_S", key: "rateConnectionBytesPerS", fallback: "2097152", kind: "int", doc: "message body bytes one long connection may send per second (0: no limit)" },
+  { flag: "rate-user-groups-per-min", env: "IM_RATE_USER_GROUPS_PER_MIN", key: "rateUserGroupsPerMin", fallback: "10", kind: "int", doc: "groups a user may create per minute (0: no limit)" },
+  { flag: "rate-burst-s", env: "IM_RATE_BURST_S", key: "rateBurstS", fallback: "2", kind: "int", doc: "bursts allowed above the per-second rates, in seconds of rate (group creation: one minute's worth)" },
   { flag: "listen-backlog", env: "IM_LISTEN_BACKLOG", key: "listenBacklog", fallback: "4096", kind: "int", doc: "accept queue length of the listening socket (capped by net.core.somaxconn); a reconnect storm overflows a short one" },
   { flag: "call-store", env: "IM_CALL_STORE", key: "callStore", fallback: "auto", kind: ["auto", "memory", "sqlite", "redis"], doc: "call state: auto is redis with a plain-Redis --redis-url, memory with the memory store, else sqlite (calls.sqlite in --data-dir, shared by the workers; also with a Redis Cluster, which the call store does not support yet)" },
   { flag: "turn-urls", env: "IM_TURN_URLS", key: "turnUrls", fallback: "", kind: "string", doc: "STUN/TURN URLs for one-to-one calls, comma-separated (e.g. stun:turn.example.com:3478,turn:turn.example.com:3478); empty: none" },

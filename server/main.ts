@@ -4,7 +4,9 @@ import { pino } from "pino";
 import { DEFAULT_LIMITS } from "./core/limits.js";
 import { createMessageIdGenerator } from "./core/message-id.js";
 import { Messaging } from "./core/messaging.js";
+import { RateLimits } from "./core/rate-limits.js";
 import { loadConfig, type ServerConfig } from "./config.js";
+import { createLogger } from "./logger.js";
 import { createTokenVerifier, DEV_JWT_SECRET } from "./gateway/auth.js";
 import { startGatewayServer, type GatewayServer } from "./gateway/gateway-server.js";
 import { parseAllowedOrigins } from "./gateway/cors.js";
@@ -14,7 +16,12 @@ import { createReflectionService } from "./gateway/reflection-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ConversationService } from "../gen/im/v1/conversation_pb.js";
 import { GatewayService } from "../gen/im/v1/gateway_pb.js";
+import { PushService } from "../gen/im/v1/push_pb.js";
 import { resolveWorkerCount, runPrimary, workerContext, type WorkerContext } from "./cluster.js";
+import { createRequestValidator } from "./gateway/request-validator.js";
+import type { DeviceTokenStore } from "./push/device-token-store.js";
+import { openDeviceTokenStore } from "./push/open-device-token-store.js";
+import { createPushService } from "./push/push-service.js";
 import { startRouting } from "./route/routing.js";
 import type { MessageStore } from "./store/message-store.js";
 import { MemoryMessageStore } from "./store/memory-message-store.js";
@@ -30,6 +37,8 @@ export interface RunningServer {
   readonly gateway: GatewayServer;
   readonly store: MessageStore;
   readonly calls: CallsRuntime;
+  /** Device push tokens, registered through PushService. */
+  readonly devices: DeviceTokenStore;
   /** Drains the gateway, then closes the store. */
   stop(): Promise<void>;
 }
@@ -51,6 +60,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     mkdirSync(config.dataDir, { recursive: true });
     store = openSqliteMessageStore({ path: path.join(config.dataDir, "im.sqlite"), synchronous: config.sqliteSync });
   }
+  const devices = await openDeviceTokenStore(config);
   let messaging: Messaging | undefined;
   const routing = await startRouting({
     redisUrl: config.redisUrl,
@@ -67,13 +77,25 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     clock: systemClock,
     ids: createMessageIdGenerator(systemClock, systemRandom),
     limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
+    rateLimits: new RateLimits(
+      {
+        userSendsPerS: config.rateUserSendsPerS,
+        userBytesPerS: config.rateUserBytesPerS,
+        connectionSendsPerS: config.rateConnectionSendsPerS,
+        connectionBytesPerS: config.rateConnectionBytesPerS,
+        userGroupsPerMin: config.rateUserGroupsPerMin,
+        burstS: config.rateBurstS,
+      },
+      systemClock,
+    ),
   });
   const verifier = createTokenVerifier(config.jwtSecret);
   // Calls and live rooms (server/calls-runtime.ts); their stored messages take the gateway's send path.
   let operations: GatewayOperations | undefined;
   const calls = await startCalls(config, { messages: store, operations: () => operations!, hub: routing.hub, broker: routing.broker, verifier, clock: systemClock, logger, workerId: routing.workerId });
   const health = createHealthService();
-  const reflection = createReflectionService([GatewayService, ConversationService, CallService, Health]);
+  const reflection = createReflectionService([GatewayService, ConversationService, CallService, PushService, Health]);
+  const push = createPushService({ devices, verifier, validator: createRequestValidator(), clock: systemClock, logger });
   const gateway = await startGatewayServer({
     host: config.host,
     port: config.port,
@@ -88,6 +110,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
       health.register(r);
       reflection.register(r);
       calls.register(r);
+      r.service(PushService, push);
     },
     callFrames: calls.frames,
     httpRoutes: calls.http,
@@ -119,10 +142,12 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     gateway,
     store,
     calls,
+    devices,
     async stop() {
       await gateway.close({ drainTimeoutMs: config.drainTimeoutMs, reconnectSpreadMs: config.reconnectSpreadMs });
       await calls.close();
       await routing.close();
+      await devices.close();
       await store.close();
     },
   };
@@ -137,7 +162,7 @@ async function main(): Promise<void> {
     process.stderr.write(`microchat: ${(error as Error).message}\n`);
     process.exit(2);
   }
-  const logger = pino({ level: config.logLevel });
+  const logger = await createLogger({ level: config.logLevel });
   const { jwtSecret: _secret, turnSecret: _turn, livekitApiSecret: _livekit, ...shown } = config;
   if (config.jwtSecret === DEV_JWT_SECRET) logger.warn("IM_JWT_SECRET is not set: using the development secret; anyone can mint tokens");
   let workers: number;

@@ -4,6 +4,7 @@ import { directConversationId, isUserId, parseConversationId } from "./conversat
 import type { EventSink } from "./events.js";
 import { clampPage, type Limits } from "./limits.js";
 import type { MessageIdGenerator } from "./message-id.js";
+import type { RateLimits } from "./rate-limits.js";
 import { compareSessions, type ConversationRecord, type SessionEntry, type StoredMessage } from "./model.js";
 import { fail, ok, type Failure, type Result } from "./result.js";
 
@@ -88,6 +89,12 @@ export interface MessagingDeps {
   readonly clock: Clock;
   readonly ids: MessageIdGenerator;
   readonly limits: Limits;
+  /**
+   * Per-user and per-connection rate limits: group creation is checked here, sends by
+   * `admitSend` where the request arrives (the owner that appends may be another process,
+   * which must not count the send again). None when absent.
+   */
+  readonly rateLimits?: RateLimits;
 }
 
 /**
@@ -131,6 +138,16 @@ export class Messaging {
     });
     if (!result.duplicate) this.#deps.events.messageAppended(conversation, result.message, originConnectionId);
     return ok(result);
+  }
+
+  /**
+   * Whether a send of `bytes` body bytes by `userId` (on long connection `connectionId`, if
+   * any) is within the rate limits; a `rate_limited` Failure with the wait otherwise. Counts
+   * the send when it is admitted. Called once per request, where it arrives, before it goes to
+   * the conversation's owner.
+   */
+  admitSend(userId: string, connectionId: string | undefined, bytes: number): Failure | undefined {
+    return this.#deps.rateLimits?.send(userId, connectionId, bytes);
   }
 
   /** Returns the sessions that are new or changed relative to `cursors`, with new messages. */
@@ -221,6 +238,8 @@ export class Messaging {
     if (members.length > limits.groupMembersMax) {
       return fail("limit_exceeded", `a group holds at most ${limits.groupMembersMax} members`);
     }
+    const limited = this.#deps.rateLimits?.createGroup(userId);
+    if (limited !== undefined) return limited;
     const record = await store.createGroup({ id: `g:${ids.next()}`, title, ownerId: userId, createdAtMs: clock.nowMs() }, members);
     this.#deps.events.membersChanged(record, members, []);
     return ok(record);

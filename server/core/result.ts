@@ -20,13 +20,17 @@ export type FailureReason =
   | "room_not_found"
   | "room_full"
   | "role_not_allowed"
-  | "media_unavailable";
+  | "media_unavailable"
+
+  | "rate_limited";
 
 /** A failed domain operation: why, and a message safe to show the caller. */
 export interface Failure {
   readonly ok: false;
   readonly reason: FailureReason;
   readonly message: string;
+  /** For rate_limited: the wait in ms until the same request would be allowed. */
+  readonly retryAfterMs?: number;
 }
 
 /** A successful domain operation. */

@@ -23,6 +23,7 @@ const REASONS: Record<FailureReason, { code: Code; reason: ErrorReason }> = {
   room_full: { code: Code.ResourceExhausted, reason: ErrorReason.ROOM_FULL },
   role_not_allowed: { code: Code.PermissionDenied, reason: ErrorReason.ROLE_NOT_ALLOWED },
   media_unavailable: { code: Code.Unavailable, reason: ErrorReason.MEDIA_UNAVAILABLE },
+  rate_limited: { code: Code.ResourceExhausted, reason: ErrorReason.RATE_LIMITED },
 };
 
 const UNAVAILABLE_RETRY_MS = 500;
@@ -34,7 +35,10 @@ function detail(reason: ErrorReason, retryable: boolean, retryAfterMs = 0): Erro
 /** A domain failure as a ConnectError carrying an ErrorDetail. */
 export function failureToConnectError(failure: Failure): ConnectError {
   const { code, reason } = REASONS[failure.reason];
-  return new ConnectError(failure.message, code, undefined, [{ desc: ErrorDetailSchema, value: detail(reason, false) }]);
+  // Only a rate limit says when to come back; every other refusal stands.
+  const retryAfterMs = failure.retryAfterMs;
+  const value = retryAfterMs === undefined ? detail(reason, false) : detail(reason, true, Math.max(1, Math.ceil(retryAfterMs)));
+  return new ConnectError(failure.message, code, undefined, [{ desc: ErrorDetailSchema, value }]);
 }
 
 /** An invalid request (protovalidate violations or a bad field) as INVALID_ARGUMENT. */

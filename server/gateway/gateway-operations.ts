@@ -26,7 +26,7 @@ import { directConversationId, isUserId } from "../core/conversation-id.js";
 import type { Cursor, Messaging, SendTarget } from "../core/messaging.js";
 import { errorReply, replyError, type OwnerCalls, type OwnerSet } from "../route/owners.js";
 import { cursorSeqFromWire, seqFromWire, toWireMessage, toWireSendResponse, toWireSessionUpdate } from "./codec.js";
-import { invalidArgument, toConnectError, unwrap } from "./errors.js";
+import { failureToConnectError, invalidArgument, toConnectError, unwrap } from "./errors.js";
 
 /** Who owns which conversation, and how to reach the owner. */
 export interface Ownership {
@@ -54,6 +54,9 @@ export class GatewayOperations {
   }
 
   async send(userId: string, req: SendRequest, originConnectionId?: string): Promise<SendResponse> {
+    // Rate limits count where the request arrives, before it goes to the owner.
+    const refused = this.#messaging.admitSend(userId, originConnectionId, req.body?.data.byteLength ?? 0);
+    if (refused !== undefined) throw failureToConnectError(refused);
     return this.#atOwner(sendConversationId(userId, req), userId, originConnectionId ?? "", { case: "send", value: req }, "send", () =>
       this.#send(userId, req, originConnectionId),
     );

@@ -53,6 +53,9 @@ describe("interop with buf curl", () => {
       "im.v1.GatewayService/Send",
       "im.v1.GatewayService/Subscribe",
       "im.v1.GatewayService/Sync",
+      "im.v1.PushService/ListDevices",
+      "im.v1.PushService/RegisterDevice",
+      "im.v1.PushService/UnregisterDevice",
     ]);
   });
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runK6Script, type K6RunResult } from "./k6-harness/k6-runner.js";
-import { startTestServer, type TestServer } from "../support/test-server.js";
+import { NO_RATE_LIMITS, startTestServer, type TestServer } from "../support/test-server.js";
 
 const K6_DIR = fileURLToPath(new URL("../../loadgen/k6/", import.meta.url));
 const script = (name: string) => path.join(K6_DIR, name);
@@ -39,7 +39,8 @@ describe("k6 scripts (smoke harness)", () => {
   let dir: string;
   let env: Record<string, string>;
   beforeAll(async () => {
-    t = await startTestServer();
+    // The scripts send faster per connection than the default rate limits allow.
+    t = await startTestServer([...NO_RATE_LIMITS]);
     dir = await mkdtemp(path.join(tmpdir(), "k6-smoke-"));
     env = { TARGET: `127.0.0.1:${t.port}`, SUMMARY_DIR: dir };
   });

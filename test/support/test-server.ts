@@ -16,6 +16,9 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
+/** Flags that turn the rate limits off, for load scenarios that measure the server rather than its limits. */
+export const NO_RATE_LIMITS: readonly string[] = ["--rate-user-sends-per-s", "0", "--rate-connection-sends-per-s", "0", "--rate-user-bytes-per-s", "0", "--rate-connection-bytes-per-s", "0"];
+
 /** Starts a server in this process (memory store unless flags say otherwise). */
 export async function startTestServer(flags: string[] = []): Promise<TestServer> {
   const config = loadConfig(["--port", "0", "--store", "memory", "--log-level", "silent", ...flags], {});
