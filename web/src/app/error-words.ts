@@ -16,6 +16,16 @@ const REASONS: Partial<Record<ErrorReason, string>> = {
   [ErrorReason.INTERNAL]: "The server failed (internal error)",
   [ErrorReason.PERMISSION_DENIED]: "Not allowed: only the group's owner may do that",
   [ErrorReason.TOO_MANY_CONNECTIONS]: "Too many open tabs or devices for this user: close one and this page reconnects",
+  [ErrorReason.RATE_LIMITED]: "Sending too fast: wait a moment",
+  [ErrorReason.CALL_NOT_FOUND]: "This call is over or does not exist",
+  [ErrorReason.NOT_CALL_PARTY]: "You are not part of this call",
+  [ErrorReason.CALL_STATE]: "Not possible in this call now",
+  [ErrorReason.ANSWERED_ELSEWHERE]: "Answered on another device",
+  [ErrorReason.ALREADY_IN_CALL]: "Already in a call",
+  [ErrorReason.ROOM_NOT_FOUND]: "This room does not exist",
+  [ErrorReason.ROOM_FULL]: "The room is full",
+  [ErrorReason.ROLE_NOT_ALLOWED]: "Not allowed in this room",
+  [ErrorReason.MEDIA_UNAVAILABLE]: "Calls are not available on this server right now",
 };
 
 /** Words for errors without a reason detail (transport failures, other servers). */
