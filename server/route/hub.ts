@@ -117,7 +117,16 @@ export class Hub {
       const entry = this.#users.get(channel.slice(2));
       if (entry === undefined) return;
       const event = publication.wire.event;
-      if (event.case === "membership") this.#membership(entry, event.value.conversationId, event.value.joined);
+      if (event.case === "membership") {
+        // A join may concern a group this hub does not hold yet, so only the user's channel can
+        // tell it. A removal is applied from the group's channel, in order with its messages:
+        // user and group channels need not arrive in publish order (Redis Cluster shards them),
+        // and applying the removal from here could drop a message published before it. While
+        // the user's groups load, the group's subscription may have missed that removal, so the
+        // queue keeps it.
+        const { conversationId, joined } = event.value;
+        if (joined || entry.queued !== undefined) this.#membership(entry, conversationId, joined);
+      }
       if (publication.forDevices) deliverTo(entry, publication);
     } else if (channel.startsWith("c:")) {
       const conversationId = channel.slice(2);
@@ -152,10 +161,12 @@ export class Hub {
       const wait = this.#addGroup(entry, g);
       if (wait !== undefined) waits.push(wait);
     }
+    // Changes keep queueing until the group channels are confirmed: a removal published before
+    // then may never arrive on the group's channel.
+    await Promise.all(waits);
     const queued = entry.queued ?? [];
     entry.queued = undefined;
     for (const change of queued) this.#membership(entry, change.conversationId, change.joined);
-    await Promise.all(waits);
   }
 
   #membership(entry: UserEntry, conversationId: string, joined: boolean): void {

@@ -138,4 +138,32 @@ describe("Hub", () => {
     expect(devices.map((d) => d.got.length)).toEqual([1, 0, 1, 0]);
     expect(seen.every((p) => p === publication)).toBe(true);
   });
+
+  it("removes a member on the group's channel, so a message published before the removal still reaches it when the user's channel is faster", async () => {
+    const hub = new Hub({ broker: { subscribe: async () => {}, unsubscribe: () => {} }, groupsOf: async () => ["g:1"] });
+    const erin = subscriber("c1", "erin");
+    await hub.attach(erin);
+    // Published in the order message, members, membership; the user's channel overtakes.
+    hub.handle("u:erin", Publication.membership("x", "g:1", false, 1));
+    hub.handle("c:g:1", Publication.message("x", new Uint8Array([1])));
+    hub.handle("c:g:1", Publication.members("x", [], ["erin"]));
+    hub.handle("c:g:1", Publication.message("x", new Uint8Array([2])));
+    expect(erin.got).toEqual(["membership", "message"]);
+    expect(hub.stats().groups).toBe(0);
+  });
+
+  it("keeps queueing membership changes until the group channels are confirmed", async () => {
+    const broker = new ManualBroker();
+    const hub = new Hub({ broker, groupsOf: async () => ["g:1"] });
+    const attaching = hub.attach(subscriber("c1", "ann"));
+    await settle();
+    broker.confirmAll();
+    await settle();
+    expect(broker.subscribed.has("c:g:1")).toBe(true);
+    // The removal went out on c:g:1 before this subscription was confirmed, so only the user's channel tells it.
+    hub.handle("u:ann", Publication.membership("x", "g:1", false, 1));
+    broker.confirmAll();
+    await attaching;
+    expect(broker.subscribed.has("c:g:1")).toBe(false);
+  });
 });
