@@ -125,7 +125,10 @@ async function coordinator(): Promise<void> {
   );
   receivers.forEach((r, k) => r.send({ args: JSON.stringify({ url, tokens: tokens.slice(1).filter((_, i) => i % receiverCount === k) }) }));
   await Promise.all(receivers.map((r) => new Promise<void>((resolve) => r.once("message", () => resolve()))));
-  const sender = await LeanConnection.open({ url, token: tokens[0]!, events: {} });
+  // Sends the server refused (a RequestError answer, ConnectResponse field 9): a figure that
+  // counts them as sent would hide a limit or an overload.
+  let refused = 0;
+  const sender = await LeanConnection.open({ url, token: tokens[0]!, events: { onFrame: (field) => void (field === 9 && refused++) } });
   const report = () =>
     Promise.all(
       receivers.map(
@@ -137,11 +140,12 @@ async function coordinator(): Promise<void> {
       ),
     );
 
-  process.stdout.write("\n| messages/s | deliveries/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/delivery | server cores | out of order | missing |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  process.stdout.write("\n| messages/s | deliveries/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/delivery | server cores | out of order | missing | sends refused |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   let n = 0;
   try {
     for (const rate of rates) {
       await report();
+      const refusedBefore = refused;
       const cpuBefore = [...pids].reduce((s, p) => s + cpuSeconds(p), 0);
       const started = wallClockMs();
       const total = Math.round(rate * durationS);
@@ -162,7 +166,7 @@ async function coordinator(): Promise<void> {
       const expected = total * (members - 1);
       const ms = (q: number) => (merged.getValueAtPercentile(q) / 1000).toFixed(1);
       process.stdout.write(
-        `| ${rate} | ${Math.round(received / Math.max(elapsedS, durationS))} | ${ms(50)} | ${ms(99)} | ${ms(99.9)} | ${((cpu * 1e6) / Math.max(1, received)).toFixed(1)} | ${(cpu / (elapsedS + 2)).toFixed(2)} | ${reports.reduce((s, r) => s + r.outOfOrder, 0)} | ${expected - received} |\n`,
+        `| ${rate} | ${Math.round(received / Math.max(elapsedS, durationS))} | ${ms(50)} | ${ms(99)} | ${ms(99.9)} | ${((cpu * 1e6) / Math.max(1, received)).toFixed(1)} | ${(cpu / (elapsedS + 2)).toFixed(2)} | ${reports.reduce((s, r) => s + r.outOfOrder, 0)} | ${expected - received} | ${refused - refusedBefore} |\n`,
       );
     }
   } finally {

@@ -22,6 +22,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { GatewayService, type ConnectRequest } from "../gen/im/v1/gateway_pb.js";
 import { DEV_JWT_SECRET, mintToken } from "../server/gateway/auth.js";
+import { serverEnv } from "./support/proc.js";
 import { pinnedTransport, startNodeProcess, type NodeProcess } from "../test/support/node-process.js";
 import { startRedis, type RedisServer } from "../test/support/redis.js";
 
@@ -110,7 +111,7 @@ async function runOnce(mode: "redis" | "ipc", redis: RedisServer | undefined, ru
   const dir = mkdtempSync(join(tmpdir(), "routing-bench-"));
   const args = ["--workers", String(WORKERS), "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal"];
   if (mode === "redis") args.push("--redis-url", redis!.url, "--node-id", `bench-${run}`);
-  const node: NodeProcess = await startNodeProcess(args);
+  const node: NodeProcess = await startNodeProcess(args, serverEnv());
   const deadline = Date.now() + TIME_LIMIT_MS;
   const conns: Conn[] = [];
   try {
