@@ -18,8 +18,9 @@
 # credentials can reach services inside the network through the relay.
 set -euo pipefail
 
-log() { printf 'coturn.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=coturn.sh
+# shellcheck source=daemon-lib.sh
+source "$(dirname "$0")/daemon-lib.sh"
 
 ensure_installed() {
   command -v turnserver >/dev/null && return 0
@@ -41,7 +42,6 @@ ensure_installed() {
   exec 8>&-
 }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 cmd_start() {
   local dir="" secret=""
@@ -91,22 +91,10 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local dir=""
-  while (($#)); do
-    case "$1" in
-      --dir) dir=$2; shift 2 ;;
-      *) die "unknown option $1" ;;
-    esac
-  done
+  local dir
+  dir=$(dir_option "$@") || die "usage: coturn.sh stop --dir DIR"
   [[ -n "$dir" && -f "$dir/turn.pid.main" ]] || return 0
-  local pid
-  pid=$(cat "$dir/turn.pid.main")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  stop_pid "$(cat "$dir/turn.pid.main")"
 }
 
 (($#)) || die "usage: coturn.sh start --secret S [--dir DIR] | stop --dir DIR"

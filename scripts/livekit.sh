@@ -21,8 +21,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN_DIR="$ROOT/.tools/livekit/bin"
 BIN="$BIN_DIR/server"
 
-log() { printf 'livekit.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=livekit.sh
+# shellcheck source=daemon-lib.sh
+source "$(dirname "$0")/daemon-lib.sh"
 
 cmd_build() {
   [[ -x "$BIN" ]] && "$BIN" --version 2>/dev/null | grep -q "${VERSION#v}" && return 0
@@ -37,7 +38,6 @@ cmd_build() {
   log "built $BIN in $((SECONDS - started)) s"
 }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 cmd_start() {
   local key="" secret="" webhook="" port="" dir=""
@@ -105,22 +105,10 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local dir=""
-  while (($#)); do
-    case "$1" in
-      --dir) dir=$2; shift 2 ;;
-      *) die "unknown option $1" ;;
-    esac
-  done
+  local dir
+  dir=$(dir_option "$@") || die "usage: livekit.sh stop --dir DIR"
   [[ -n "$dir" && -f "$dir/livekit.pid" ]] || return 0
-  local pid
-  pid=$(cat "$dir/livekit.pid")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  stop_pid "$(cat "$dir/livekit.pid")"
 }
 
 (($#)) || die "usage: livekit.sh build | start --key K --secret S [--webhook URL] [--port N] [--dir DIR] | stop --dir DIR"

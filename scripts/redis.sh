@@ -32,8 +32,9 @@ START_TIMEOUT="${REDIS_START_TIMEOUT:-10}"
 # Extra redis-server arguments (cluster mode).
 EXTRA_ARGS=()
 
-log() { printf 'redis.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=redis.sh
+# shellcheck source=daemon-lib.sh
+source "$(dirname "$0")/daemon-lib.sh"
 
 usage() {
   cat >&2 <<'EOF'
@@ -78,7 +79,6 @@ pid_of() {
 
 answers() { [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]; }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Starts redis-server on one port; 0 when it answers PING, 1 when it died or timed out (then
 # nothing is left running). It runs in its own session, so signals to the caller's process
@@ -152,32 +152,17 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local dir=""
-  while (($#)); do
-    case "$1" in
-      --dir) dir=$2; shift 2 ;;
-      *) usage ;;
-    esac
-  done
+  local dir
+  dir=$(dir_option "$@") || usage
   [[ -n "$dir" ]] || usage
   local pid
   pid=$(pid_of "$dir") || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  stop_pid "$pid"
 }
 
 cmd_status() {
-  local dir=""
-  while (($#)); do
-    case "$1" in
-      --dir) dir=$2; shift 2 ;;
-      *) usage ;;
-    esac
-  done
+  local dir
+  dir=$(dir_option "$@") || usage
   [[ -n "$dir" ]] || usage
   if pid_of "$dir" >/dev/null; then
     echo "running (pid $(pid_of "$dir"), port $(cat "$dir/redis.port" 2>/dev/null || echo '?'))" >&2
@@ -228,13 +213,8 @@ cmd_cluster_start() {
 }
 
 cmd_cluster_stop() {
-  local dir=""
-  while (($#)); do
-    case "$1" in
-      --dir) dir=$2; shift 2 ;;
-      *) usage ;;
-    esac
-  done
+  local dir
+  dir=$(dir_option "$@") || usage
   [[ -n "$dir" ]] || usage
   local node
   for node in "$dir"/n*; do
