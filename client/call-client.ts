@@ -248,7 +248,7 @@ export class CallClient extends Emitter<CallClientEvents> {
 
   /** A call operation: a frame on the long connection, or a CallService unary call in browser mode. */
   async #op<C extends CallCase>(kind: C, value: Omit<Extract<Frame, { case: C }>["value"], "$typeName">): Promise<Extract<ConnectResponse["frame"], { case: C }>["value"]> {
-    const body = { $typeName: `im.v1.${REQUEST_TYPES[kind]}`, ...value } as never;
+    const body = { $typeName: `im.v1.${CALL_REQUEST_TYPES[kind]}`, ...value } as never;
     const unary = this.#unary;
     if (unary === undefined) {
       const frame = await this.#options.im.request({ case: kind, value: body } as Frame);
@@ -256,14 +256,16 @@ export class CallClient extends Emitter<CallClientEvents> {
     }
     const t = this.#options.unary!.token;
     const token = typeof t === "string" ? t : await t();
-    const method = unary[UNARY_METHODS[kind]] as unknown as (req: unknown, options: unknown) => Promise<never>;
+    const method = unary[CALL_UNARY_METHODS[kind]] as unknown as (req: unknown, options: unknown) => Promise<never>;
     return method.call(unary, body, { headers: { authorization: `Bearer ${token}` } });
   }
 }
 
-type CallCase = "startCall" | "ringCall" | "acceptCall" | "declineCall" | "hangupCall" | "callSignal" | "getCall" | "callKeepalive" | "getIceServers" | "createLiveRoom" | "joinRoom" | "setRole";
+/** The long connection's call frames (ConnectRequest.frame cases). */
+export type CallCase = "startCall" | "ringCall" | "acceptCall" | "declineCall" | "hangupCall" | "callSignal" | "getCall" | "callKeepalive" | "getIceServers" | "createLiveRoom" | "joinRoom" | "setRole";
 
-const REQUEST_TYPES: Record<CallCase, string> = {
+/** Each call frame's request message, as named in im.v1. */
+export const CALL_REQUEST_TYPES: Record<CallCase, string> = {
   startCall: "StartCallRequest",
   ringCall: "RingRequest",
   acceptCall: "AcceptRequest",
@@ -278,7 +280,8 @@ const REQUEST_TYPES: Record<CallCase, string> = {
   setRole: "SetRoleRequest",
 };
 
-const UNARY_METHODS: Record<CallCase, keyof Client<typeof CallService>> = {
+/** Each call frame's unary CallService method (the browser path). */
+export const CALL_UNARY_METHODS: Record<CallCase, keyof Client<typeof CallService>> = {
   startCall: "startCall",
   ringCall: "ring",
   acceptCall: "accept",

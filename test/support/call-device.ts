@@ -1,6 +1,7 @@
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { CallService, CallState, type Call, type CallEvent, type CallSignal } from "../../gen/im/v1/call_pb.js";
 import type { ConnectRequest, ConnectResponse } from "../../gen/im/v1/gateway_pb.js";
+import { CALL_REQUEST_TYPES, CALL_UNARY_METHODS } from "../../client/call-client.js";
 import { ImClient } from "../../client/im-client.js";
 import { waitFor } from "./test-server.js";
 
@@ -98,31 +99,7 @@ const TYPE_NAMES: Record<Case, string> = {
   fetchRange: "FetchRangeRequest",
   markRead: "MarkReadRequest",
   ping: "PingRequest",
-  startCall: "StartCallRequest",
-  ringCall: "RingRequest",
-  acceptCall: "AcceptRequest",
-  declineCall: "DeclineRequest",
-  hangupCall: "HangupRequest",
-  callSignal: "SignalRequest",
-  getCall: "GetCallRequest",
-  callKeepalive: "KeepaliveRequest",
-  getIceServers: "GetIceServersRequest",
-  createLiveRoom: "CreateLiveRoomRequest",
-  joinRoom: "JoinRoomRequest",
-  setRole: "SetRoleRequest",
+  ...CALL_REQUEST_TYPES,
 };
 
-const UNARY: Partial<Record<Case, string>> = {
-  startCall: "startCall",
-  ringCall: "ring",
-  acceptCall: "accept",
-  declineCall: "decline",
-  hangupCall: "hangup",
-  callSignal: "signal",
-  getCall: "getCall",
-  callKeepalive: "keepalive",
-  getIceServers: "getIceServers",
-  createLiveRoom: "createLiveRoom",
-  joinRoom: "joinRoom",
-  setRole: "setRole",
-};
+const UNARY: Partial<Record<Case, string>> = CALL_UNARY_METHODS;
