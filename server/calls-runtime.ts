@@ -115,7 +115,7 @@ export async function startCalls(config: ServerConfig, deps: CallsRuntimeDeps): 
     onBackgroundError: (err, context) => logger.warn({ err }, context),
   });
   const operations = new CallOperations(calls, clock, timeouts.keepaliveIntervalMs);
-  const service = createCallService({ operations, verifier: deps.verifier, validator: createRequestValidator(), logger });
+  const service = createCallService({ operations, verifier: deps.verifier, validator: createRequestValidator([CallService]), logger });
   const webhooks = new Map<string, number>();
   const webhook =
     media === undefined

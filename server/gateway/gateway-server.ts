@@ -128,7 +128,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const { messaging, hub, verifier, clock, logger, limits } = options;
   const edge: EdgeLimits = { ...DEFAULT_EDGE_LIMITS, ...options.edge };
   const registry: ConnectionRegistry = new Set();
-  const validator = createRequestValidator();
+  // The long connection's frames and the unary calls: planned before the first device arrives.
+  const validator = createRequestValidator([GatewayService, ConversationService]);
   const operations = new GatewayOperations(messaging, options.ownership);
   const prefix = options.connectionIdPrefix ?? `c${process.pid}`;
   let connections = 0;
@@ -257,9 +258,10 @@ function destroyOnError(this: net.Socket): void {
 
 /** Tells HTTP/2 prior-knowledge connections ("PRI * HTTP/2.0") from HTTP/1.1 by their first bytes. */
 function sniff(socket: net.Socket, route: (socket: net.Socket, isH2: boolean) => void): void {
-  let seen = Buffer.alloc(0);
+  let seen: Buffer | undefined;
   const onData = (chunk: Buffer) => {
-    seen = Buffer.concat([seen, chunk]);
+    // Nearly always the whole preface comes in the first chunk: no copy then.
+    seen = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
     if (seen.length < H2_PREFACE_START.length && H2_PREFACE_START.subarray(0, seen.length).equals(seen)) return;
     socket.off("data", onData);
     socket.pause();

@@ -65,6 +65,29 @@ describe("the edge of the long-connection service", () => {
     s.destroy();
   });
 
+  it("tells HTTP/2 from HTTP/1.1 by the first bytes even when they arrive a few at a time", async () => {
+    t = await startTestServer();
+    const answer = async (pieces: string[]): Promise<string> => {
+      const socket = net.connect({ port: t!.port, host: "127.0.0.1" });
+      socket.on("error", () => {});
+      await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+      let got = Buffer.alloc(0);
+      socket.on("data", (chunk: Buffer) => (got = Buffer.concat([got, chunk])));
+      for (const piece of pieces) {
+        socket.write(piece);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await waitFor(() => got.length >= 9, "an answer");
+      socket.destroy();
+      return got.toString("latin1");
+    };
+    // The client preface and an empty SETTINGS frame, split inside "PRI": the server answers with its SETTINGS (type 4).
+    const h2 = await answer(["P", "R", "I * HTTP/2.0\r\n\r\nSM\r\n\r\n", "\x00\x00\x00\x04\x00\x00\x00\x00\x00"]);
+    expect(h2.charCodeAt(3)).toBe(4);
+    const h1 = await answer(["G", "ET /stats HTTP/1.1\r\nHost: x\r\n", "Connection: close\r\n\r\n"]);
+    expect(h1.startsWith("HTTP/1.1 200")).toBe(true);
+  });
+
   it("closes TCP connections that stay silent, or send the HTTP/2 preface but open no stream, past the handshake timeout", async () => {
     t = await startTestServer(["--handshake-timeout-ms", "300"]);
     const silent = net.connect({ port: t.port, host: "127.0.0.1" });
