@@ -38,6 +38,12 @@ export interface Broker {
   subscribe(channel: string): Promise<void>;
   unsubscribe(channel: string): void;
   stats(): BrokerStats;
+  /**
+   * Sets what runs when the broker is reachable again after an outage in which publications
+   * may have been lost (the hub re-reads its users' groups). Brokers that lose nothing while
+   * their process lives (none, the IPC relay) never call it.
+   */
+  onRecovered?(listener: () => void): void;
   /** Stops receiving and releases connections; publish is a no-op afterwards. */
   close(): Promise<void>;
 }

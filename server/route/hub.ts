@@ -148,6 +148,46 @@ export class Hub {
     }
   }
 
+  /**
+   * Re-reads the groups of every user attached here and reconciles the index with them. For
+   * after a broker outage, in which membership publications may have been lost: a removed
+   * member would keep receiving the group's pushes, an added one would miss them. At most
+   * `concurrency` reads at once; membership publications that arrive during a user's read
+   * queue and apply after it, as at attach. A user whose read fails keeps its index.
+   * Resolves with the number of users whose groups were read.
+   */
+  async resync(concurrency = 16): Promise<number> {
+    const users = [...this.#users.values()];
+    let next = 0;
+    let read = 0;
+    const reconcile = async (): Promise<void> => {
+      while (next < users.length) {
+        const entry = users[next++]!;
+        // A user still loading reads its groups anyway.
+        if (entry.gone || entry.queued !== undefined) continue;
+        entry.queued = [];
+        let groups: readonly string[] | undefined;
+        try {
+          groups = await this.#groupsOf(entry.userId);
+        } catch {
+          groups = undefined;
+        }
+        const queued = entry.queued;
+        entry.queued = undefined;
+        if (entry.gone) continue;
+        if (groups !== undefined) {
+          read++;
+          const current = new Set(groups);
+          for (const g of [...(entry.groups ?? [])]) if (!current.has(g)) this.#removeGroup(entry, g);
+          for (const g of current) void this.#addGroup(entry, g);
+        }
+        for (const change of queued) this.#membership(entry, change.conversationId, change.joined);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, users.length) }, reconcile));
+    return read;
+  }
+
   stats(): HubStats {
     return { subscribers: this.#subscribers, users: this.#users.size, groups: this.#groups.size };
   }

@@ -111,6 +111,7 @@ export class RedisBroker implements Broker, DirectLink {
     },
   );
   #deliver: (channel: string, publication: Publication) => void = () => {};
+  #recovered: () => void = () => {};
   #direct: (bytes: Uint8Array) => void = () => {};
   /** This process's own channel for direct messages (owner calls and replies). */
   readonly #directKey: string;
@@ -187,6 +188,10 @@ export class RedisBroker implements Broker, DirectLink {
 
   onPublication(deliver: (channel: string, publication: Publication) => void): void {
     this.#deliver = deliver;
+  }
+
+  onRecovered(listener: () => void): void {
+    this.#recovered = listener;
   }
 
   publish(channel: string, publication: Publication): void {
@@ -302,6 +307,7 @@ export class RedisBroker implements Broker, DirectLink {
     if (this.#degraded) {
       this.#degraded = false;
       this.#logger.info({ dropped: this.#dropped }, "redis available again: channels re-subscribed, pushes to other processes resume");
+      this.#recovered();
     }
   }
 

@@ -108,6 +108,10 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
 
   const hub = new Hub({ broker, groupsOf: options.groupsOf });
   broker.onPublication((channel, publication) => hub.handle(channel, publication));
+  // Membership publications lost in a broker outage: the hub re-reads who is in which group.
+  broker.onRecovered?.(() => {
+    void hub.resync().then((users) => logger.info({ users }, "hub re-read the groups of its users after the broker outage"));
+  });
   const events = new ChannelPublisher(workerId, hub, broker);
   const timer = setInterval(() => {
     const now = clock.nowMs();

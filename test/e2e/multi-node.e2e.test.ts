@@ -297,9 +297,15 @@ describe.skipIf(sharedUrl === "")("Redis down and back, between two nodes", () =
     const direct = directConversationId(alice, bob);
     await cAlice.send({ toUserId: bob, body: "before" });
     await waitFor(() => bobSeen.length === 1, "push before the outage");
+    const { conversation } = await cAlice.conversations.createGroup({ title: "club", memberUserIds: [bob] });
+    const club = conversation!.conversationId;
+    await cAlice.send({ conversationId: club, body: "club before" });
+    await waitFor(() => history(bobSeen, club).length === 1, "a group push before the outage");
 
     await redis.stop();
     await a.waitForLog((l) => l.msg.startsWith("redis unavailable"), "node a to log the outage", 10_000);
+    // Node b never hears of this removal: its hub must learn it from the store once Redis is back.
+    await cAlice.conversations.removeMembers({ conversationId: club, userIds: [bob] });
     const during = [await cAlice.send({ toUserId: bob, body: "during 1" }), await cAlice.send({ toUserId: bob, body: "during 2" })];
     expect(during.map((r) => r.seq)).toEqual([2n, 3n]);
     // Bob's node could not be told; a new connection of bob's gets them through sync.
@@ -311,6 +317,7 @@ describe.skipIf(sharedUrl === "")("Redis down and back, between two nodes", () =
 
     await redis.restart();
     for (const node of [a, b]) await node.waitForLog((l) => l.msg.startsWith("redis available again"), "recovery", 15_000);
+    await b.waitForLog((l) => l.msg.startsWith("hub re-read the groups"), "node b to re-read its users' groups", 15_000);
     await expect.poll(async () => (await fetchStats(a.port)).routing?.broker?.available, { timeout: 10_000 }).toBe(true);
     // A restarted Redis knows no subscription: node b subscribes bob's channel again on its own.
     const observer = new Redis(redis.url);
@@ -320,8 +327,12 @@ describe.skipIf(sharedUrl === "")("Redis down and back, between two nodes", () =
       observer.disconnect();
     }
     // The next push arrives, and its prev_seq makes bob's long-lived connection fetch what it missed.
+    await cAlice.send({ conversationId: club, body: "club after" });
     await cAlice.send({ toUserId: bob, body: "after" });
-    await waitFor(() => bobSeen.length === 4, "bob's repaired history", 10_000);
+    await waitFor(() => history(bobSeen, direct).length === 4, "bob's repaired history", 10_000);
     expect(history(bobSeen, direct)).toEqual(["1:before", "2:during 1", "3:during 2", "4:after"]);
+    // The group's message went out before the direct one, on the same Redis connection: had
+    // node b kept bob in the group, it would be here by now.
+    expect(history(bobSeen, club)).toEqual(["1:club before"]);
   });
 });

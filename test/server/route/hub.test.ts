@@ -166,4 +166,43 @@ describe("Hub", () => {
     await attaching;
     expect(broker.subscribed.has("c:g:1")).toBe(false);
   });
+
+  it("re-reads its users' groups on resync and reconciles the index, applying changes that arrive meanwhile after the read", async () => {
+    const broker = new ManualBroker();
+    const store = new Map<string, string[]>([["ann", ["g:1", "g:2"]], ["bob", ["g:2"]]]);
+    let holding = false;
+    const held: (() => void)[] = [];
+    const hub = new Hub({
+      broker,
+      groupsOf: async (u) => {
+        if (holding) await new Promise<void>((r) => held.push(r));
+        return [...store.get(u)!];
+      },
+    });
+    const ann = subscriber("c1", "ann");
+    const attaching = Promise.all([hub.attach(ann), hub.attach(subscriber("c2", "bob"))]);
+    for (let i = 0; i < 3; i++) {
+      await settle();
+      broker.confirmAll();
+    }
+    await attaching;
+    // Lost in an outage: ann left g:1 and joined g:3; bob left g:2.
+    store.set("ann", ["g:2", "g:3"]);
+    store.set("bob", []);
+    holding = true;
+    const resynced = hub.resync();
+    await settle();
+    // While ann's groups are read, she leaves g:3 (published after the read's snapshot).
+    hub.handle("c:g:3", Publication.members("x", [], ["ann"]));
+    hub.handle("u:ann", Publication.membership("x", "g:3", false, 0));
+    expect(held).toHaveLength(2);
+    for (const release of held) release();
+    expect(await resynced).toBe(2);
+    await settle();
+    broker.confirmAll();
+    expect([...broker.subscribed].sort()).toEqual(["c:g:2", "u:ann", "u:bob"]);
+    expect(hub.stats()).toEqual({ subscribers: 2, users: 2, groups: 1 });
+    hub.handle("c:g:2", Publication.message("x", new Uint8Array([1])));
+    expect(ann.got).toEqual(["membership", "message"]);
+  });
 });
