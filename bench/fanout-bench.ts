@@ -29,6 +29,8 @@ interface ReceiverReport {
   readonly received: number;
   readonly outOfOrder: number;
   readonly histogram: string;
+  /** Connections that ended so far, by how (gRPC status and message). */
+  readonly closed: Record<string, number>;
 }
 
 if (ROLE === "receiver") {
@@ -43,6 +45,7 @@ async function receiver(): Promise<void> {
   let histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
   let received = 0;
   let outOfOrder = 0;
+  const closed: Record<string, number> = {};
   const connections: LeanConnection[] = [];
   for (let i = 0; i < tokens.length; i++) {
     const last = new Map<string, number>();
@@ -60,6 +63,10 @@ async function receiver(): Promise<void> {
             const body = decodeLoadBody(LOADGEN_CONTENT_TYPE, push.data);
             if (body !== undefined) histogram.recordValue(Math.max(1, Math.round((wallClockMs() - body.dueMs) * 1000)));
           },
+          onClose(status, message) {
+            const how = `${status || "session"} ${message}`.trim();
+            closed[how] = (closed[how] ?? 0) + 1;
+          },
         },
       }),
     );
@@ -67,7 +74,7 @@ async function receiver(): Promise<void> {
   process.send!({ type: "open", connections: connections.length });
   process.on("message", (message: { type: string }) => {
     if (message.type === "report") {
-      const report: ReceiverReport = { received, outOfOrder, histogram: hdr.encodeIntoCompressedBase64(histogram) };
+      const report: ReceiverReport = { received, outOfOrder, histogram: hdr.encodeIntoCompressedBase64(histogram), closed: { ...closed } };
       process.send!({ type: "report", report });
       histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
       received = 0;
@@ -101,7 +108,13 @@ async function coordinator(): Promise<void> {
   const run = Math.random().toString(36).slice(2, 8);
 
   const dir = mkdtempSync(join(tmpdir(), "fanout-bench-"));
-  const node = await startNodeProcess(["--workers", String(workers), "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal", "--max-group-members", String(members)], serverEnv());
+  // One sender carries the whole rate without waiting for answers: past the server's
+  // capacity its sends pile up unanswered, which the default bound of 64 in flight per
+  // connection would end with a disconnect. The bench measures the capacity, so the bound is wide.
+  const node = await startNodeProcess(
+    ["--workers", String(workers), "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal", "--max-group-members", String(members), "--inflight-max", "100000"],
+    serverEnv(),
+  );
   const url = `http://127.0.0.1:${node.port}`;
   const pids = new Set<number>();
   for (let i = 0; i < 200 && pids.size < workers; i++) pids.add((await fetchStats(node.port)).pid);
@@ -128,7 +141,19 @@ async function coordinator(): Promise<void> {
   // Sends the server refused (a RequestError answer, ConnectResponse field 9): a figure that
   // counts them as sent would hide a limit or an overload.
   let refused = 0;
-  const sender = await LeanConnection.open({ url, token: tokens[0]!, events: { onFrame: (field) => void (field === 9 && refused++) } });
+  let senderClosed: string | undefined;
+  const sender = await LeanConnection.open({
+    url,
+    token: tokens[0]!,
+    events: {
+      onFrame(field, _requestId, bytes) {
+        if (field === 9) refused++;
+        // Field 10: the server's Disconnect frame.
+        if (field === 10) senderClosed = `disconnected: ${Buffer.from(bytes).toString("latin1").replace(/[^ -~]+/g, " ").trim()}`;
+      },
+      onClose: (status, message) => (senderClosed ??= `${status || "session"} ${message}`.trim()),
+    },
+  });
   const report = () =>
     Promise.all(
       receivers.map(
@@ -168,6 +193,14 @@ async function coordinator(): Promise<void> {
       process.stdout.write(
         `| ${rate} | ${Math.round(received / Math.max(elapsedS, durationS))} | ${ms(50)} | ${ms(99)} | ${ms(99.9)} | ${((cpu * 1e6) / Math.max(1, received)).toFixed(1)} | ${(cpu / (elapsedS + 2)).toFixed(2)} | ${reports.reduce((s, r) => s + r.outOfOrder, 0)} | ${expected - received} | ${refused - refusedBefore} |\n`,
       );
+      // A rate's figures mean nothing once connections are gone (a slow consumer cut off, a
+      // heartbeat missed under load): say so, and stop.
+      const closed: Record<string, number> = {};
+      for (const r of reports) for (const [how, count] of Object.entries(r.closed)) closed[how] = (closed[how] ?? 0) + count;
+      if (senderClosed !== undefined || Object.keys(closed).length > 0) {
+        process.stdout.write(`\nconnections ended: ${JSON.stringify(closed)}${senderClosed === undefined ? "" : `; the sender's: ${senderClosed}`}; stopping here\n`);
+        break;
+      }
     }
   } finally {
     for (const r of receivers) r.send({ type: "stop" });
