@@ -157,6 +157,11 @@ export class DeliveryChecker {
     state.digest = addDigest(state.digest, m.messageId);
   }
 
+  /** Findings of one kind recorded so far, as deliveries came (before any end-of-run comparison). */
+  count(kind: FindingKind): number {
+    return this.#counts[kind];
+  }
+
   /** The last seq a device delivered in a conversation (its start seq if nothing yet). */
   lastSeq(deviceId: string, conversationId: string): number {
     return this.#devices.get(deviceId)?.conversations.get(conversationId)?.lastSeq ?? 0;
