@@ -40,6 +40,10 @@ interface PendingSend {
 
 type LeanState = "connecting" | "registering" | "live" | "closed";
 
+/** The first request of every lean device: a ping frame, answered once the server registered the connection. */
+const REGISTRATION_ID = 1;
+const REGISTRATION = LeanConnection.encodeRequest(REGISTRATION_ID, { case: "ping", value: create(PingRequestSchema, { clientTimeMs: 0n }) });
+
 /** How long close() waits for the server to end the stream before dropping the connection. */
 const CLOSE_WAIT_MS = 5000;
 
@@ -59,7 +63,6 @@ export class LeanLink<D> implements DeviceLink, LeanConnectionEvents, Beating {
   readonly #options: LeanLinkOptions;
   #state: LeanState = "connecting";
   #conn: LeanConnection | undefined;
-  #registrationId = 0;
   #pending: Map<number, PendingSend> | undefined;
   #merger: OwnSendMerger | undefined;
   #pinging = false;
@@ -77,28 +80,8 @@ export class LeanLink<D> implements DeviceLink, LeanConnectionEvents, Beating {
   }
 
   start(): void {
-    LeanConnection.open({ url: this.#options.url, token: this.#options.token, localAddress: this.#options.localAddress, events: this }).then(
-      (conn) => {
-        this.#conn = conn;
-        if (conn.closed) {
-          this.#end(false, "", "");
-          return;
-        }
-        if (this.#closing || this.#state === "closed") {
-          conn.close();
-          return;
-        }
-        this.#state = "registering";
-        this.#registrationId = conn.request({ case: "ping", value: create(PingRequestSchema, { clientTimeMs: BigInt(Date.now()) }) });
-      },
-      (error: unknown) => {
-        if (this.#state === "closed") return;
-        this.#state = "closed";
-        if (!this.#closing) this.#context.events.error(this.#device, `connect failed: ${(error as Error).message}`);
-        this.#context.events.ended(this.#device);
-        this.#onClosed?.();
-      },
-    );
+    const { url, token, localAddress } = this.#options;
+    this.#conn = LeanConnection.start({ url, token, ...(localAddress === undefined ? {} : { localAddress }), firstRequest: REGISTRATION, events: this });
   }
 
   send(input: LinkSend): Promise<LinkAck> {
@@ -166,7 +149,8 @@ export class LeanLink<D> implements DeviceLink, LeanConnectionEvents, Beating {
 
   onFrame(field: number, requestId: number, bytes: Uint8Array): void {
     const events = this.#context.events;
-    if (field === RESPONSE_FIELD.pong && requestId === this.#registrationId && this.#state === "registering") {
+    if (field === RESPONSE_FIELD.pong && requestId === REGISTRATION_ID) {
+      if (this.#state !== "registering") return;
       this.#state = "live";
       this.#context.wheel.add(this);
       events.live(this.#device);
@@ -195,10 +179,12 @@ export class LeanLink<D> implements DeviceLink, LeanConnectionEvents, Beating {
     }
   }
 
+  onOpen(): void {
+    if (this.#state === "connecting") this.#state = "registering";
+  }
+
   onClose(status: string, message: string): void {
-    // Before the stream opened, the failure to open says more (see start()).
-    if (this.#state === "connecting") return;
-    this.#end(this.#state === "live", status, message);
+    this.#end(this.#state === "live", this.#state === "connecting" ? "connect failed" : status, message);
   }
 
   #end(wasLive: boolean, status: string, message: string): void {
@@ -213,7 +199,7 @@ export class LeanLink<D> implements DeviceLink, LeanConnectionEvents, Beating {
       }
       this.#pending.clear();
     }
-    if (!this.#closing) events.error(this.#device, `connection closed${status === "" ? "" : `: grpc-status ${status} ${message}`}`);
+    if (!this.#closing) events.error(this.#device, `${status === "connect failed" ? "connect failed" : "connection closed"}: ${message}`);
     if (wasLive) events.down(this.#device);
     events.ended(this.#device);
     this.#onClosed?.();
