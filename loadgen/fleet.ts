@@ -1,11 +1,11 @@
 import { directConversationId } from "../server/core/conversation-id.js";
 import type { ClientCursor } from "../client/sync-engine.js";
-import { DeliveryChecker, type CheckReport, type Delivery } from "./delivery-checker.js";
+import { DeliveryChecker, type CheckReport, type Delivery, type TrackedDevice } from "./delivery-checker.js";
 import { SdkLink, type DeviceLink } from "./device-link.js";
 import { HeartbeatWheel, type Beating } from "./heartbeat-wheel.js";
 import { LatencyHistogram } from "./latency-histogram.js";
 import { LeanLink, type LeanLinkContext, type LeanLinkEvents } from "./lean-link.js";
-import { decodeLoadBody, encodeLoadBody, LOADGEN_CONTENT_TYPE, wallClockMs } from "./message-body.js";
+import { encodeLoadBody, LOADGEN_CONTENT_TYPE, readLoadTimes, wallClockMs } from "./message-body.js";
 import type {
   CollectResult,
   Command,
@@ -26,6 +26,8 @@ import { TransportPool, type TransportLease } from "./transport-pool.js";
 
 interface Device {
   readonly spec: DeviceSpec;
+  /** The device in the delivery checker. */
+  readonly checked: TrackedDevice;
   /** The device's place in this process, which picks its target and source address. */
   readonly index: number;
   link: DeviceLink | undefined;
@@ -234,7 +236,7 @@ export class Fleet {
     if (this.#firstReceiptMs === 0) this.#firstReceiptMs = now;
     this.#lastReceiptMs = now;
     if (!d.recordLatency) return;
-    const body = decodeLoadBody(contentType, data);
+    const body = readLoadTimes(contentType, data);
     if (body === undefined) return;
     this.#histograms.delivery.record(now - body.dueMs);
     this.#histograms.deliveryFromWrite.record(now - body.writtenMs);
@@ -244,7 +246,7 @@ export class Fleet {
   }
 
   #delivered(d: Device, delivery: Delivery): void {
-    this.#checker.record(d.spec.deviceId, delivery);
+    this.#checker.recordFor(d.checked, delivery);
     if (d.syncTarget !== undefined) this.#checkSynced(d);
   }
 
@@ -253,6 +255,7 @@ export class Fleet {
     if (d === undefined) {
       d = {
         spec,
+        checked: this.#checker.tracked(spec.deviceId, spec.conversations),
         index: this.#devices.size,
         link: undefined,
         lease: undefined,
@@ -271,7 +274,6 @@ export class Fleet {
         syncedAt: undefined,
       };
       this.#devices.set(spec.deviceId, d);
-      this.#checker.track(spec.deviceId, spec.conversations);
     }
     return d;
   }

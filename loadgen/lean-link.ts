@@ -2,7 +2,6 @@ import { create } from "@bufbuild/protobuf";
 import { PingRequestSchema, SendRequestSchema } from "../gen/im/v1/gateway_pb.js";
 import { MessageBodySchema } from "../gen/im/v1/message_pb.js";
 import type { ClientCursor } from "../client/sync-engine.js";
-import type { Delivery } from "./delivery-checker.js";
 import type { DeviceLink, LinkAck, LinkEvents, LinkSend } from "./device-link.js";
 import type { Beating, HeartbeatWheel } from "./heartbeat-wheel.js";
 import { LeanConnection, parseCodeAndMessage, parseSendAck, RESPONSE_FIELD, type LeanConnectionEvents, type LeanPush } from "./lean-connection.js";
@@ -142,9 +141,9 @@ export class LeanLink<D> implements DeviceLink, LeanConnectionEvents, Beating {
   onPush(push: LeanPush): void {
     const events = this.#context.events;
     events.arrived(this.#device, push.contentType, push.data);
-    const delivery: Delivery = { conversationId: push.conversationId, seq: push.seq, prevSeq: push.prevSeq, messageId: push.messageId };
-    if (this.#merger !== undefined) this.#merger.pushed(delivery);
-    else events.delivered(this.#device, delivery);
+    // The merger may hold a push: it keeps a copy, not the view into the received bytes.
+    if (this.#merger !== undefined) this.#merger.pushed({ conversationId: push.conversationId, seq: push.seq, prevSeq: push.prevSeq, messageId: push.messageId });
+    else events.delivered(this.#device, push);
   }
 
   onFrame(field: number, requestId: number, bytes: Uint8Array): void {
