@@ -9,7 +9,7 @@
  * loadgen-results/bench-<run>-<time>/. Figures, not a test. `--list` names the runs.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -70,13 +70,13 @@ const RUNS: Readonly<Record<string, BenchRun>> = {
   "connections-100k": {
     about: "100,000 lean long connections on 7 workers, 7 client processes, 5 loopback source addresses; 60 s idle; probe",
     server: { workers: 7, args: ["--sqlite-sync", "normal"] },
-    loadgen: ["connections", "--connections", "100000", "--hold-s", "60", "--heartbeat-ms", "15000", "--connect-rate", "1500", "--connect-timeout-s", "60", "--processes", "7", "--source-addresses", "5", "--probe-rate", "1000", "--settle-timeout-s", "120"],
+    loadgen: ["connections", "--connections", "100000", "--hold-s", "60", "--heartbeat-ms", "15000", "--connect-rate", "2000", "--connect-parallel", "128", "--connect-timeout-s", "60", "--processes", "7", "--source-addresses", "5", "--probe-rate", "1000", "--settle-timeout-s", "120"],
     figures: [...CONNECTION_FIGURES, "heartbeats late (the previous one unanswered)"],
   },
   "accept-1": {
-    about: "15,000 lean long connections opened as fast as one server process accepts them (requested 5,000/s from 3 client processes); 60 s idle",
+    about: "15,000 lean long connections opened as fast as one server process accepts them (3 client processes, at most 200 opening at once each); 60 s idle",
     server: { workers: 1, args: ["--sqlite-sync", "normal"] },
-    loadgen: ["connections", "--connections", "15000", "--hold-s", "60", "--heartbeat-ms", "15000", "--connect-rate", "5000", "--connect-timeout-s", "60", "--processes", "3", "--source-addresses", "3", "--probe-rate", "1000"],
+    loadgen: ["connections", "--connections", "15000", "--hold-s", "60", "--heartbeat-ms", "15000", "--connect-rate", "10000", "--connect-parallel", "200", "--connect-timeout-s", "60", "--processes", "3", "--source-addresses", "3", "--probe-rate", "1000"],
     figures: CONNECTION_FIGURES,
   },
   "fanout-1k-1": { about: "group of 1,000 on one server process, 16..128 msg/s", server: { workers: 1 }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
@@ -189,7 +189,12 @@ async function bench(name: string, spec: BenchRun, runs: number): Promise<void> 
     process.stdout.write(`run ${k}/${runs}, load average ${load.toFixed(2)} at the start:\n${servers.commands.map((c) => `  ${c}`).join("\n")}\n  npm run loadgen -- ${argv.join(" ")}\n`);
     try {
       const result = await run(process.execPath, ["--import", "tsx", "loadgen/main.ts", ...argv]);
+      mkdirSync(out, { recursive: true });
       writeFileSync(join(out, "stdout.md"), result.stdout);
+      if (!existsSync(join(out, "report.json"))) {
+        process.stdout.write(`  -> no report (exit code ${result.code})\n`);
+        continue;
+      }
       const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as RunReport;
       reports.push(report);
       process.stdout.write(`  -> ${report.passed ? "passed" : `FAILED: ${report.failures.join("; ")}`}\n`);
@@ -209,7 +214,7 @@ async function bench(name: string, spec: BenchRun, runs: number): Promise<void> 
     const ls = reports.map((r) => r.latencies.find((l) => l.label.startsWith(label))?.summary).filter((s) => s !== undefined);
     if (ls.length > 0) lines.push(`| ${label} p50 / p99 / p99.9 ms | ${fmt(median(ls.map((s) => s.p50Ms)))} / ${fmt(median(ls.map((s) => s.p99Ms)))} / ${fmt(median(ls.map((s) => s.p999Ms)))} | | ${ls.map((s) => fmt(s.p99Ms)).join(", ")} (p99) |`);
   }
-  lines.push(`| runs passed | ${reports.filter((r) => r.passed).length} of ${runs} | | load average at the start: ${loads.map((l) => l.toFixed(1)).join(", ")} |`);
+  lines.push(`| runs passed | ${reports.filter((r) => r.passed).length} of ${runs} (${reports.length} reported) | | load average at the start: ${loads.map((l) => l.toFixed(1)).join(", ")} |`);
   const summary = lines.join("\n");
   writeFileSync(join(outDir, "summary.md"), `${spec.about}\n\n${summary}\n`);
   process.stdout.write(`\n${summary}\n\nreports: ${outDir}\n`);

@@ -28,6 +28,8 @@ export interface LoadgenOptions {
   readonly sourceAddresses: readonly string[];
   /** New connections per second during ramp-up (all processes). */
   readonly connectRate: number;
+  /** Devices opening at once per client process during a ramp (0: no bound). */
+  readonly connectParallel: number;
   readonly connectTimeoutS: number;
   readonly heartbeatMs: number;
   readonly jwtSecret: string;
@@ -60,6 +62,7 @@ export const COMMON_OPTIONS: readonly CommonOption[] = [
   { flag: "streams-per-connection", fallback: "1", doc: "devices multiplexed on one HTTP/2 connection (1: one connection per device)" },
   { flag: "source-addresses", fallback: "auto", doc: "local addresses to bind: auto (more than one only past 25000 sockets), none, a count N (127.0.0.2...), or a comma list" },
   { flag: "connect-rate", fallback: "500", doc: "new connections per second during ramp-up, all processes together" },
+  { flag: "connect-parallel", fallback: "0", doc: "at most this many devices opening at once per client process (0: no bound): past the server's accept rate the ramp slows to it instead of piling up connects" },
   { flag: "connect-timeout-s", fallback: "30", doc: "a device not live this long after its start counts as a connect failure" },
   { flag: "heartbeat-ms", fallback: "10000", doc: "heartbeat interval per device: HTTP/2 PING (lean) or SDK ping frame (sdk)" },
   { flag: "redis-url", fallback: "", doc: "the servers' Redis (redis://host:port): report its commands per message from INFO commandstats" },
@@ -163,6 +166,7 @@ export function parseLoadgenArgs(argv: readonly string[], env: NodeJS.ProcessEnv
     streamsPerConnection,
     sourceAddresses,
     connectRate: int("connect-rate", get("connect-rate", "500"), 1),
+    connectParallel: int("connect-parallel", get("connect-parallel", "0")),
     connectTimeoutS: int("connect-timeout-s", get("connect-timeout-s", "30"), 1),
     heartbeatMs: int("heartbeat-ms", get("heartbeat-ms", "10000"), 100),
     jwtSecret: get("jwt-secret", "") || env.IM_JWT_SECRET || DEV_JWT_SECRET,

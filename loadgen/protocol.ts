@@ -64,6 +64,8 @@ export type Command =
       readonly op: "open";
       readonly devices: readonly DeviceSpec[];
       readonly ratePerS: number;
+      /** At most this many devices opening (started, not yet live) at once; 0: no bound. */
+      readonly parallel?: number;
       readonly timeoutMs: number;
       readonly expect?: ExpectationList;
       /** Record end-to-end latency of messages these devices receive (off for catch-up waves). */

@@ -116,6 +116,7 @@ export function openRamp(ctx: ScenarioContext, shards: readonly (readonly Device
     op: "open" as const,
     devices: [...shards[w]!],
     ratePerS: options.connectRate / pool.size,
+    parallel: options.connectParallel,
     timeoutMs: options.connectTimeoutS * 1000,
     recordLatency: true,
   }));

@@ -28,7 +28,7 @@ describe("runLoadgen()", () => {
   const options = (args: string) => parseLoadgenArgs([...args.split(" "), "--target", `127.0.0.1:${t.port}`, "--out", "none", "--progress-ms", "200"], {}) as LoadgenOptions;
 
   it.each(["lean", "sdk"])("connections (%s devices): holds connections in two client processes, measures heartbeats and server memory, probes delivery", async (device) => {
-    const r = await runLoadgen(options(`connections --connections 12 --hold-s 1 --heartbeat-ms 200 --processes 2 --device ${device}`), quiet);
+    const r = await runLoadgen(options(`connections --connections 12 --hold-s 1 --heartbeat-ms 200 --processes 2 --connect-parallel 3 --device ${device}`), quiet);
     expect(r.failures).toEqual([]);
     expect(r.passed).toBe(true);
     expect(r.options.device).toBe(device);
