@@ -1,6 +1,10 @@
 import net from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ConnectRequestSchema, type ConnectRequest } from "../gen/im/v1/gateway_pb.js";
+import { EnvelopeReader } from "../server/gateway/lean-stream.js";
+
+/** Largest response message the client accepts (a sync page can be large). */
+const FRAME_BYTES_MAX = 64 * 1024 * 1024;
 
 /** A message push as the lean client reads it, without decoding anything it does not need. */
 export interface LeanPush {
@@ -191,9 +195,10 @@ export class LeanConnection {
   readonly #socket: net.Socket;
   readonly #events: LeanConnectionEvents;
   #opening: Opening | undefined;
-  /** A partial HTTP/2 frame, and a partial gRPC message of the stream's body. */
+  /** A partial HTTP/2 frame. */
   #frame: Buffer | undefined;
-  #message: Buffer | undefined;
+  /** The stream's body, split into gRPC messages (bounded: a message over FRAME_BYTES_MAX ends the stream). */
+  readonly #envelopes = new EnvelopeReader(FRAME_BYTES_MAX);
   /** Set while a header block continues in CONTINUATION frames: whether it ends the stream. */
   #blockEndsStream: boolean | undefined;
   #responded = false;
@@ -454,24 +459,21 @@ export class LeanConnection {
     }
   }
 
-  /** Part of the response body: split into gRPC messages, a partial one kept. */
+  /** Part of the response body: split into gRPC messages (the server's own envelope reader), a partial one kept. */
   #body(data: Buffer, start: number, end: number): void {
-    let buffer = data;
-    let at = start;
-    let stop = end;
-    if (this.#message !== undefined) {
-      buffer = Buffer.concat([this.#message, data.subarray(start, end)]);
-      this.#message = undefined;
-      at = 0;
-      stop = buffer.byteLength;
+    try {
+      this.#envelopes.push(data.subarray(start, end), this);
+    } catch (error) {
+      this.#error = error as Error;
+      this.#streamEnded((error as Error).message, "protocol");
     }
-    while (stop - at >= ENVELOPE_HEADER_BYTES) {
-      const length = buffer.readUInt32BE(at + 1);
-      if (stop - at - ENVELOPE_HEADER_BYTES < length) break;
-      this.#onMessage(buffer, at + ENVELOPE_HEADER_BYTES, at + ENVELOPE_HEADER_BYTES + length);
-      at += ENVELOPE_HEADER_BYTES + length;
-    }
-    if (at < stop) this.#message = Buffer.from(buffer.subarray(at, stop));
+  }
+
+  /** @internal one gRPC message of the response body, from the envelope reader. */
+  message(_flags: number, bytes: Uint8Array): void {
+    if (this.#closed) return;
+    const data = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#onMessage(data, 0, data.byteLength);
   }
 
   /** Writes a request message as DATA frames, as far as the flow-control windows allow. */
