@@ -232,6 +232,7 @@ export class Fleet {
       heartbeatLate: () => {
         this.#heartbeatsLate++;
       },
+      lastSeq: (d, conversationId) => this.#checker.lastSeq(d.spec.deviceId, conversationId),
     };
   }
 

@@ -15,6 +15,8 @@ export interface LeanLinkEvents<D> extends LinkEvents<D> {
   rtt(ms: number): void;
   /** A heartbeat was due while the previous PING was still unanswered (none sent). */
   heartbeatLate(device: D): void;
+  /** The last seq the delivery checker holds for the device in a conversation. */
+  lastSeq(device: D, conversationId: string): number;
 }
 
 /** What every lean link of a fleet shares. */
@@ -94,7 +96,8 @@ export class LeanLink<D> implements DeviceLink, LeanConnectionEvents, Beating {
     return new Promise((resolve, reject) => {
       const requestId = conn.request({ case: "send", value });
       (this.#pending ??= new Map()).set(requestId, { conversationId: input.conversationId, resolve, reject });
-      (this.#merger ??= new OwnSendMerger((d) => this.#context.events.delivered(this.#device, d))).sending(input.conversationId);
+      const events = this.#context.events;
+      (this.#merger ??= new OwnSendMerger((d) => events.delivered(this.#device, d), (c) => events.lastSeq(this.#device, c))).sending(input.conversationId);
     });
   }
 

@@ -29,12 +29,18 @@ export const HELD_PUSHES_MAX = 1024;
  */
 export class OwnSendMerger {
   readonly #record: (delivery: Delivery) => void;
+  readonly #lastSeqOf: (conversationId: string) => number;
   readonly #heldMax: number;
   readonly #conversations = new Map<string, ConversationState>();
 
-  /** `record` gets every delivery, in the order the device would see them. */
-  constructor(record: (delivery: Delivery) => void, heldMax = HELD_PUSHES_MAX) {
+  /**
+   * `record` gets every delivery, in the order the device would see them; `lastSeqOf` says
+   * what was recorded in a conversation before the merger first saw a send to it (pushes of a
+   * conversation the device has not sent to pass straight through).
+   */
+  constructor(record: (delivery: Delivery) => void, lastSeqOf: (conversationId: string) => number = () => 0, heldMax = HELD_PUSHES_MAX) {
     this.#record = record;
+    this.#lastSeqOf = lastSeqOf;
     this.#heldMax = heldMax;
   }
 
@@ -91,7 +97,7 @@ export class OwnSendMerger {
   #state(conversationId: string): ConversationState {
     let s = this.#conversations.get(conversationId);
     if (s === undefined) {
-      s = { last: 0, inFlight: 0, held: [], own: [] };
+      s = { last: this.#lastSeqOf(conversationId), inFlight: 0, held: [], own: [] };
       this.#conversations.set(conversationId, s);
     }
     return s;
