@@ -68,9 +68,9 @@ const fanout = (members: number, rate: number, steps: number): string[] => [
 /** The named runs (docs/benchmarks/loadgen.md gives their figures). */
 const RUNS: Readonly<Record<string, BenchRun>> = {
   "connections-100k": {
-    about: "100,000 lean long connections on 7 workers, 7 client processes, 5 loopback source addresses; 60 s idle; probe",
+    about: "100,000 lean long connections on 7 workers, 7 client processes, 10 loopback source addresses; 60 s idle; probe",
     server: { workers: 7, args: ["--sqlite-sync", "normal"] },
-    loadgen: ["connections", "--connections", "100000", "--hold-s", "60", "--heartbeat-ms", "15000", "--connect-rate", "2000", "--connect-parallel", "128", "--connect-timeout-s", "60", "--processes", "7", "--source-addresses", "5", "--probe-rate", "1000", "--settle-timeout-s", "120"],
+    loadgen: ["connections", "--connections", "100000", "--hold-s", "60", "--heartbeat-ms", "15000", "--connect-rate", "2000", "--connect-parallel", "128", "--connect-timeout-s", "60", "--processes", "7", "--source-addresses", "10", "--probe-rate", "1000", "--settle-timeout-s", "120"],
     figures: [...CONNECTION_FIGURES, "heartbeats late (the previous one unanswered)"],
   },
   "accept-1": {

@@ -31,10 +31,11 @@ describe("parseLoadgenArgs()", () => {
     expect(o).toMatchObject({ device: "sdk", target: "127.0.0.1:8080,127.0.0.1:8081", targets: ["127.0.0.1:8080", "127.0.0.1:8081"], redisUrl: "redis://127.0.0.1:6379" });
   });
 
-  it("forks one client process per 15000 sockets and adds loopback source addresses past 25000", () => {
+  it("forks one client process per 15000 sockets and adds a loopback source address per 12000 past 12000", () => {
     const o = parse("connections --target 127.0.0.1:8080 --connections 40000");
     expect(o.processes).toBe(3);
-    expect(o.sourceAddresses).toEqual(["127.0.0.2", "127.0.0.3"]);
+    expect(o.sourceAddresses).toEqual(["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]);
+    expect(parse("connections --target 127.0.0.1:8080 --connections 12000").sourceAddresses).toEqual([]);
   });
 
   it("counts sockets, not devices, when devices share connections", () => {
