@@ -59,6 +59,9 @@ const FANOUT_FIGURES = [
   "at messages per second",
 ];
 
+/** Fan-out steps send faster than one user may (default rate limits): measure the server, not its limits. */
+const NO_RATE_LIMITS = ["--rate-user-sends-per-s", "0", "--rate-connection-sends-per-s", "0", "--rate-user-bytes-per-s", "0", "--rate-connection-bytes-per-s", "0"];
+
 const fanout = (members: number, rate: number, steps: number): string[] => [
   "group-fanout", "--groups", "1", "--members", String(members), "--senders", "1",
   "--rate", String(rate), "--rate-step", String(rate), "--steps", String(steps), "--duration-s", "8", "--max-p99-ms", "1000",
@@ -79,13 +82,13 @@ const RUNS: Readonly<Record<string, BenchRun>> = {
     loadgen: ["connections", "--connections", "15000", "--hold-s", "60", "--heartbeat-ms", "15000", "--connect-rate", "10000", "--connect-parallel", "200", "--connect-timeout-s", "60", "--processes", "3", "--source-addresses", "3", "--probe-rate", "1000"],
     figures: CONNECTION_FIGURES,
   },
-  "fanout-1k-1": { about: "group of 1,000 on one server process, 16..128 msg/s", server: { workers: 1 }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
-  "fanout-5k-1": { about: "group of 5,000 on one server process, 4..32 msg/s", server: { workers: 1 }, loadgen: [...fanout(5000, 4, 8), "--processes", "2"], figures: FANOUT_FIGURES },
-  "fanout-1k-2w": { about: "group of 1,000 on one node with 2 workers, 16..128 msg/s", server: { workers: 2 }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
-  "fanout-5k-2w": { about: "group of 5,000 on one node with 2 workers, 4..32 msg/s", server: { workers: 2 }, loadgen: [...fanout(5000, 4, 8), "--processes", "2"], figures: FANOUT_FIGURES },
-  "fanout-1k-2n": { about: "group of 1,000 over 2 nodes + Redis, 16..128 msg/s", server: { workers: 1, nodes: 2 }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
-  "fanout-5k-2n": { about: "group of 5,000 over 2 nodes + Redis, 4..32 msg/s", server: { workers: 1, nodes: 2 }, loadgen: [...fanout(5000, 4, 8), "--processes", "2"], figures: FANOUT_FIGURES },
-  "fanout-10k-2n": { about: "group of 10,000 over 2 nodes + Redis, 2..16 msg/s", server: { workers: 1, nodes: 2 }, loadgen: [...fanout(10_000, 2, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-1k-1": { about: "group of 1,000 on one server process, 16..128 msg/s", server: { workers: 1, args: NO_RATE_LIMITS }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-5k-1": { about: "group of 5,000 on one server process, 4..32 msg/s", server: { workers: 1, args: NO_RATE_LIMITS }, loadgen: [...fanout(5000, 4, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-1k-2w": { about: "group of 1,000 on one node with 2 workers, 16..128 msg/s", server: { workers: 2, args: NO_RATE_LIMITS }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-5k-2w": { about: "group of 5,000 on one node with 2 workers, 4..32 msg/s", server: { workers: 2, args: NO_RATE_LIMITS }, loadgen: [...fanout(5000, 4, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-1k-2n": { about: "group of 1,000 over 2 nodes + Redis, 16..128 msg/s", server: { workers: 1, nodes: 2, args: NO_RATE_LIMITS }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-5k-2n": { about: "group of 5,000 over 2 nodes + Redis, 4..32 msg/s", server: { workers: 1, nodes: 2, args: NO_RATE_LIMITS }, loadgen: [...fanout(5000, 4, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-10k-2n": { about: "group of 10,000 over 2 nodes + Redis, 2..16 msg/s", server: { workers: 1, nodes: 2, args: NO_RATE_LIMITS }, loadgen: [...fanout(10_000, 2, 8), "--processes", "2"], figures: FANOUT_FIGURES },
 };
 
 const { values: args, positionals } = parseArgs({
