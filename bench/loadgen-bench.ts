@@ -83,6 +83,8 @@ const RUNS: Readonly<Record<string, BenchRun>> = {
     figures: CONNECTION_FIGURES,
   },
   "fanout-1k-1": { about: "group of 1,000 on one server process, 16..128 msg/s", server: { workers: 1, args: NO_RATE_LIMITS }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-1k-1-low": { about: "group of 1,000 on one server process, 2..16 msg/s (where 16 msg/s is already past 100 ms p99)", server: { workers: 1, args: NO_RATE_LIMITS }, loadgen: [...fanout(1000, 2, 8), "--processes", "2"], figures: FANOUT_FIGURES },
+  "fanout-1k-2w-low": { about: "group of 1,000 on one node with 2 workers, 2..16 msg/s", server: { workers: 2, args: NO_RATE_LIMITS }, loadgen: [...fanout(1000, 2, 8), "--processes", "2"], figures: FANOUT_FIGURES },
   "fanout-5k-1": { about: "group of 5,000 on one server process, 4..32 msg/s", server: { workers: 1, args: NO_RATE_LIMITS }, loadgen: [...fanout(5000, 4, 8), "--processes", "2"], figures: FANOUT_FIGURES },
   "fanout-1k-2w": { about: "group of 1,000 on one node with 2 workers, 16..128 msg/s", server: { workers: 2, args: NO_RATE_LIMITS }, loadgen: [...fanout(1000, 16, 8), "--processes", "2"], figures: FANOUT_FIGURES },
   "fanout-5k-2w": { about: "group of 5,000 on one node with 2 workers, 4..32 msg/s", server: { workers: 2, args: NO_RATE_LIMITS }, loadgen: [...fanout(5000, 4, 8), "--processes", "2"], figures: FANOUT_FIGURES },
