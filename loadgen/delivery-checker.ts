@@ -62,7 +62,12 @@ interface ConversationState {
   readonly startSeq: number;
 }
 
-interface DeviceState {
+/** A device as the checker holds it (opaque; see DeliveryChecker.tracked). */
+export interface TrackedDevice {
+  readonly deviceId: string;
+}
+
+interface DeviceState extends TrackedDevice {
   excluded: boolean;
   readonly expected: ReadonlySet<string>;
   readonly conversations: Map<string, ConversationState>;
@@ -116,13 +121,27 @@ export class DeliveryChecker {
    */
   track(deviceId: string, expected: Iterable<string>, startSeqs: ReadonlyMap<string, number> = new Map()): void {
     if (this.#devices.has(deviceId)) return;
+    this.#devices.set(deviceId, this.#newDevice(deviceId, expected, startSeqs));
+  }
+
+  /**
+   * Like track(), returning the device's record for recordFor(), which skips the lookup by
+   * device id on every delivery (the hot path of a load test).
+   */
+  tracked(deviceId: string, expected: Iterable<string>): TrackedDevice {
+    let device = this.#devices.get(deviceId);
+    if (device === undefined) this.#devices.set(deviceId, (device = this.#newDevice(deviceId, expected, new Map())));
+    return device;
+  }
+
+  #newDevice(deviceId: string, expected: Iterable<string>, startSeqs: ReadonlyMap<string, number>): DeviceState {
     const conversations = new Map<string, ConversationState>();
     const set = new Set(expected);
     for (const c of set) {
       const startSeq = startSeqs.get(c) ?? 0;
       conversations.set(c, { lastSeq: startSeq, count: 0, digest: 0, startSeq });
     }
-    this.#devices.set(deviceId, { excluded: false, expected: set, conversations });
+    return { deviceId, excluded: false, expected: set, conversations };
   }
 
   /**
@@ -138,6 +157,13 @@ export class DeliveryChecker {
   record(deviceId: string, m: Delivery): void {
     const device = this.#devices.get(deviceId);
     if (device === undefined) throw new Error(`delivery checker: device ${deviceId} is not tracked`);
+    this.recordFor(device, m);
+  }
+
+  /** record() for a device returned by tracked(). */
+  recordFor(tracked: TrackedDevice, m: Delivery): void {
+    const device = tracked as DeviceState;
+    const deviceId = device.deviceId;
     this.#deliveries++;
     let state = device.conversations.get(m.conversationId);
     if (state === undefined) {
@@ -155,6 +181,11 @@ export class DeliveryChecker {
     state.lastSeq = m.seq;
     state.count++;
     state.digest = addDigest(state.digest, m.messageId);
+  }
+
+  /** Findings of one kind recorded so far, as deliveries came (before any end-of-run comparison). */
+  count(kind: FindingKind): number {
+    return this.#counts[kind];
   }
 
   /** The last seq a device delivered in a conversation (its start seq if nothing yet). */

@@ -1,11 +1,11 @@
-import type { ClientMessage } from "../client/client-message.js";
-import { ImClient, type ClientState } from "../client/im-client.js";
-import type { ClientCursor } from "../client/sync-engine.js";
 import { directConversationId } from "../server/core/conversation-id.js";
-import { mintToken } from "../server/gateway/auth.js";
-import { DeliveryChecker, type CheckReport } from "./delivery-checker.js";
+import type { ClientCursor } from "../client/sync-engine.js";
+import { DeliveryChecker, type CheckReport, type Delivery, type TrackedDevice } from "./delivery-checker.js";
+import { SdkLink, type DeviceLink } from "./device-link.js";
+import { HeartbeatWheel, type Beating } from "./heartbeat-wheel.js";
 import { LatencyHistogram } from "./latency-histogram.js";
-import { decodeLoadBody, encodeLoadBody, LOADGEN_CONTENT_TYPE, wallClockMs } from "./message-body.js";
+import { LeanLink, type LeanLinkContext, type LeanLinkEvents } from "./lean-link.js";
+import { encodeLoadBody, LOADGEN_CONTENT_TYPE, readLoadTimes, wallClockMs } from "./message-body.js";
 import type {
   CollectResult,
   Command,
@@ -17,13 +17,21 @@ import type {
   ProgressSample,
   SendResult,
   SettleResult,
+  WindowHistogramName,
+  WindowResult,
 } from "./protocol.js";
 import { SendLedger, type ConversationExpectation } from "./send-ledger.js";
+import { createTokenMinter, type TokenMinter } from "./token-minter.js";
 import { TransportPool, type TransportLease } from "./transport-pool.js";
 
 interface Device {
   readonly spec: DeviceSpec;
-  client: ImClient | undefined;
+  /** The device in the delivery checker. */
+  readonly checked: TrackedDevice;
+  /** The device's place in this process, which picks its target and source address. */
+  readonly index: number;
+  link: DeviceLink | undefined;
+  /** The HTTP/2 connection an sdk device holds a share of. */
   lease: TransportLease | undefined;
   /** Where the device stood when it last went offline; the next open resumes from here. */
   cursors: ClientCursor[];
@@ -33,6 +41,10 @@ interface Device {
   isLive: boolean;
   /** Live at least once, in any open. */
   everLive: boolean;
+  /** The current link is over for good (a lean device that closed or could not connect). */
+  ended: boolean;
+  /** Started and not yet live, failed or closed (counted in Fleet.#connecting). */
+  connecting: boolean;
   closing: boolean;
   failed: boolean;
   inFlight: number;
@@ -53,25 +65,29 @@ const TOKEN_TTL_S = 24 * 3600;
 // Node truncates timer delays to whole milliseconds: round up, so a paced send is never early.
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.ceil(ms))));
 
+function histograms<N extends string>(names: readonly N[]): Record<N, LatencyHistogram> {
+  return Object.fromEntries(names.map((n) => [n, new LatencyHistogram()])) as Record<N, LatencyHistogram>;
+}
+
+const HISTOGRAMS: readonly HistogramName[] = ["connect", "rtt", "delivery", "deliveryFromWrite", "ack", "sync"];
+const WINDOW_HISTOGRAMS: readonly WindowHistogramName[] = ["rtt", "delivery", "deliveryFromWrite", "ack"];
+
 /**
  * The simulated devices of one client process and the commands the coordinator drives them
- * with (see protocol.ts). Every device is a real SDK client (ImClient) on a real HTTP/2
- * connection; what each receives goes through the DeliveryChecker.
+ * with (see protocol.ts). Each device is a real SDK client or a lean raw stream (DeviceKind)
+ * on its own HTTP/2 connection; what each receives goes through the DeliveryChecker.
  */
 export class Fleet {
   readonly #config: FleetConfig;
-  readonly #pool: TransportPool;
+  /** One per target (sdk devices). */
+  readonly #pools: TransportPool[] = [];
+  readonly #linkEvents: LeanLinkEvents<Device>;
+  readonly #lean: LeanLinkContext<Device> | undefined;
+  readonly #mint: TokenMinter;
   readonly #devices = new Map<string, Device>();
-  readonly #tokens = new Map<string, Promise<string>>();
   readonly #checker = new DeliveryChecker();
-  readonly #histograms: Record<HistogramName, LatencyHistogram> = {
-    connect: new LatencyHistogram(),
-    rtt: new LatencyHistogram(),
-    delivery: new LatencyHistogram(),
-    deliveryFromWrite: new LatencyHistogram(),
-    ack: new LatencyHistogram(),
-    sync: new LatencyHistogram(),
-  };
+  readonly #histograms = histograms(HISTOGRAMS);
+  readonly #window = histograms(WINDOW_HISTOGRAMS);
   readonly #intervalDelivery = new LatencyHistogram();
   readonly #intervalRtt = new LatencyHistogram();
   readonly #progress: ReturnType<typeof setInterval> | undefined;
@@ -85,21 +101,35 @@ export class Fleet {
   #connectFailures = 0;
   #drops = 0;
   #errors = 0;
+  #heartbeatsLate = 0;
+  #connecting = 0;
   #firstReceiptMs = 0;
   #lastReceiptMs = 0;
 
   constructor(config: FleetConfig, onProgress?: (sample: ProgressSample) => void) {
     this.#config = config;
-    this.#pool = new TransportPool({
-      baseUrl: `http://${config.target}`,
-      streamsPerConnection: config.streamsPerConnection,
-      sourceAddresses: config.sourceAddresses,
-      addressOffset: config.workerIndex,
-      onHeartbeatRtt: (ms) => {
-        this.#histograms.rtt.record(ms);
-        this.#intervalRtt.record(ms);
-      },
-    });
+    this.#mint = createTokenMinter(config.jwtSecret, TOKEN_TTL_S);
+    const rtt = (ms: number) => {
+      this.#histograms.rtt.record(ms);
+      this.#window.rtt.record(ms);
+      this.#intervalRtt.record(ms);
+    };
+    this.#linkEvents = this.#events(rtt);
+    if (config.device === "sdk") {
+      for (const target of config.targets) {
+        this.#pools.push(
+          new TransportPool({
+            baseUrl: `http://${target}`,
+            streamsPerConnection: config.streamsPerConnection,
+            sourceAddresses: config.sourceAddresses,
+            addressOffset: config.workerIndex,
+            onHeartbeatRtt: rtt,
+          }),
+        );
+      }
+    } else {
+      this.#lean = { events: this.#linkEvents, wheel: new HeartbeatWheel<Beating>(config.heartbeatIntervalMs) };
+    }
     if (onProgress !== undefined) {
       this.#progress = setInterval(() => {
         const interval = { delivery: this.#intervalDelivery.encode(), rtt: this.#intervalRtt.encode() };
@@ -123,17 +153,21 @@ export class Fleet {
       case "close":
         return { closed: await this.#closeAll(command.deviceIds === undefined ? undefined : new Set(command.deviceIds)) };
       case "verify":
+        for (const d of this.#devices.values()) d.link?.flush();
         return this.#checker.verify(new Map(command.expect)) satisfies CheckReport;
       case "collect":
         return this.#collect();
+      case "window":
+        return this.#takeWindow();
     }
   }
 
-  /** Closes every device and connection (bounded: the SDK's close aborts its stream). */
+  /** Closes every device and connection (bounded: every link's close is). */
   async shutdown(): Promise<void> {
     if (this.#progress !== undefined) clearInterval(this.#progress);
     await Promise.race([this.#closeAll(), sleep(10_000)]);
-    this.#pool.closeAll();
+    for (const pool of this.#pools) pool.closeAll();
+    this.#lean?.wheel.stop();
   }
 
   counters(): FleetCounters {
@@ -149,7 +183,11 @@ export class Fleet {
       errors: this.#errors,
       firstReceiptMs: this.#firstReceiptMs,
       lastReceiptMs: this.#lastReceiptMs,
+      heartbeatsLate: this.#heartbeatsLate,
+      outOfOrder: this.#checker.count("out-of-order"),
+      duplicates: this.#checker.count("duplicate"),
       cpuMs: cpuMs(),
+      rssBytes: process.memoryUsage.rss(),
       errorSamples: [...this.#errorSamples],
     };
   }
@@ -159,13 +197,70 @@ export class Fleet {
     if (this.#errorSamples.length < ERROR_SAMPLES_MAX) this.#errorSamples.push(message);
   }
 
-  #token(userId: string): Promise<string> {
-    let t = this.#tokens.get(userId);
-    if (t === undefined) {
-      t = mintToken(this.#config.jwtSecret, userId, TOKEN_TTL_S);
-      this.#tokens.set(userId, t);
-    }
-    return t;
+  /** What links report, for every device of this fleet (one object, no closures per device). */
+  #events(rtt: (ms: number) => void): LeanLinkEvents<Device> {
+    return {
+      live: (d) => {
+        this.#settled(d);
+        if (!d.isLive) {
+          d.isLive = true;
+          this.#live++;
+        }
+        d.everLive = true;
+        if (d.liveAt === undefined) {
+          d.liveAt = performance.now();
+          this.#histograms.connect.record(d.liveAt - d.startedAt);
+        }
+        this.#checkSynced(d);
+      },
+      down: (d) => {
+        if (!d.isLive) return;
+        d.isLive = false;
+        this.#live--;
+        if (!d.closing) this.#drops++;
+      },
+      ended: (d) => {
+        d.ended = true;
+        this.#settled(d);
+      },
+      arrived: (d, contentType, data) => this.#arrived(d, contentType, data),
+      delivered: (d, delivery) => this.#delivered(d, delivery),
+      error: (d, message) => {
+        if (!d.closing) this.#error(`${d.spec.deviceId}: ${message}`);
+      },
+      rtt,
+      heartbeatLate: () => {
+        this.#heartbeatsLate++;
+      },
+      lastSeq: (d, conversationId) => this.#checker.lastSeq(d.spec.deviceId, conversationId),
+    };
+  }
+
+  /** The device is no longer opening (live, over, or given up). */
+  #settled(d: Device): void {
+    if (!d.connecting) return;
+    d.connecting = false;
+    this.#connecting--;
+  }
+
+  #arrived(d: Device, contentType: string, data: Uint8Array): void {
+    this.#received++;
+    const now = wallClockMs();
+    if (this.#firstReceiptMs === 0) this.#firstReceiptMs = now;
+    this.#lastReceiptMs = now;
+    if (!d.recordLatency) return;
+    const body = readLoadTimes(contentType, data);
+    if (body === undefined) return;
+    this.#histograms.delivery.record(now - body.dueMs);
+    this.#histograms.deliveryFromWrite.record(now - body.writtenMs);
+    this.#window.delivery.record(now - body.dueMs);
+    this.#window.deliveryFromWrite.record(now - body.writtenMs);
+    this.#intervalDelivery.record(now - body.dueMs);
+  }
+
+  #delivered(d: Device, delivery: Delivery): void {
+    this.#checker.recordFor(d.checked, delivery);
+    if (d.syncTarget !== undefined) this.#checkSynced(d);
   }
 
   #device(spec: DeviceSpec): Device {
@@ -173,13 +268,17 @@ export class Fleet {
     if (d === undefined) {
       d = {
         spec,
-        client: undefined,
+        checked: this.#checker.tracked(spec.deviceId, spec.conversations),
+        index: this.#devices.size,
+        link: undefined,
         lease: undefined,
         cursors: [],
         startedAt: 0,
         liveAt: undefined,
         isLive: false,
         everLive: false,
+        ended: false,
+        connecting: false,
         closing: false,
         failed: false,
         inFlight: 0,
@@ -189,78 +288,34 @@ export class Fleet {
         syncedAt: undefined,
       };
       this.#devices.set(spec.deviceId, d);
-      this.#checker.track(spec.deviceId, spec.conversations);
     }
     return d;
   }
 
   #start(d: Device, recordLatency: boolean, syncTarget: ReadonlyMap<string, ConversationExpectation> | undefined): void {
-    if (d.client !== undefined) throw new Error(`device ${d.spec.deviceId} is already open`);
-    const heartbeatIntervalMs = this.#config.heartbeatIntervalMs;
-    d.lease = this.#pool.acquire();
+    if (d.link !== undefined) throw new Error(`device ${d.spec.deviceId} is already open`);
+    const { targets, sourceAddresses, workerIndex, heartbeatIntervalMs } = this.#config;
     d.startedAt = performance.now();
     d.liveAt = undefined;
+    d.ended = false;
     d.closing = false;
     d.failed = false;
     d.recordLatency = recordLatency;
     d.syncTarget = syncTarget;
     d.syncedAt = undefined;
-    const client = new ImClient({
-      transport: d.lease.transport,
-      token: () => this.#token(d.spec.userId),
-      userId: d.spec.userId,
-      heartbeatIntervalMs,
-      heartbeatTimeoutMs: Math.max(45_000, 3 * heartbeatIntervalMs),
-      backoff: { baseMs: 250, maxMs: 5000 },
-      cursors: d.cursors,
-    });
-    d.client = client;
-    client.on("message", (m) => this.#onMessage(d, m));
-    client.on("state", (s) => this.#onState(d, s));
-    client.on("error", (e) => {
-      if (!d.closing) this.#error(`${d.spec.deviceId}: ${e.message}`);
-    });
-    client.on("stuck", (s) => this.#error(`${d.spec.deviceId}: gap in ${s.conversationId} after seq ${s.lastSeq} could not be closed`));
+    const userId = d.spec.userId;
+    if (this.#lean !== undefined) {
+      const target = targets[d.index % targets.length]!;
+      const localAddress = sourceAddresses.length > 0 ? sourceAddresses[(workerIndex + d.index) % sourceAddresses.length] : undefined;
+      d.link = new LeanLink(this.#lean, d, { url: `http://${target}`, token: this.#mint(userId), ...(localAddress === undefined ? {} : { localAddress }) });
+    } else {
+      d.lease = this.#pools[d.index % this.#pools.length]!.acquire();
+      d.link = new SdkLink(this.#linkEvents, d, { userId, transport: d.lease.transport, token: () => this.#mint(userId), heartbeatIntervalMs, cursors: d.cursors });
+    }
     this.#opened++;
-    client.start();
-  }
-
-  #onMessage(d: Device, m: ClientMessage): void {
-    this.#checker.record(d.spec.deviceId, m);
-    if (m.senderId !== d.spec.userId) {
-      this.#received++;
-      const now = wallClockMs();
-      if (this.#firstReceiptMs === 0) this.#firstReceiptMs = now;
-      this.#lastReceiptMs = now;
-      if (d.recordLatency) {
-        const body = decodeLoadBody(m.contentType, m.data);
-        if (body !== undefined) {
-          this.#histograms.delivery.record(now - body.dueMs);
-          this.#histograms.deliveryFromWrite.record(now - body.writtenMs);
-          this.#intervalDelivery.record(now - body.dueMs);
-        }
-      }
-    }
-    this.#checkSynced(d);
-  }
-
-  #onState(d: Device, s: ClientState): void {
-    if (s === "live") {
-      if (!d.isLive) {
-        d.isLive = true;
-        this.#live++;
-      }
-      d.everLive = true;
-      if (d.liveAt === undefined) {
-        d.liveAt = performance.now();
-        this.#histograms.connect.record(d.liveAt - d.startedAt);
-      }
-      this.#checkSynced(d);
-    } else if (d.isLive) {
-      d.isLive = false;
-      this.#live--;
-      if (!d.closing) this.#drops++;
-    }
+    d.connecting = true;
+    this.#connecting++;
+    d.link.start();
   }
 
   #checkSynced(d: Device): void {
@@ -271,12 +326,14 @@ export class Fleet {
   }
 
   async #closeDevice(d: Device): Promise<void> {
-    const client = d.client;
-    if (client === undefined) return;
+    const link = d.link;
+    if (link === undefined) return;
     d.closing = true;
-    await client.close();
-    d.cursors = client.cursors();
-    d.client = undefined;
+    this.#settled(d);
+    await link.close();
+    link.flush();
+    d.cursors = link.cursors();
+    d.link = undefined;
     d.lease?.release();
     d.lease = undefined;
     if (d.isLive) {
@@ -286,7 +343,7 @@ export class Fleet {
   }
 
   async #closeAll(only?: ReadonlySet<string>): Promise<number> {
-    const open = [...this.#devices.values()].filter((d) => d.client !== undefined && (only === undefined || only.has(d.spec.deviceId)));
+    const open = [...this.#devices.values()].filter((d) => d.link !== undefined && (only === undefined || only.has(d.spec.deviceId)));
     await Promise.all(open.map((d) => this.#closeDevice(d)));
     return open.length;
   }
@@ -296,9 +353,17 @@ export class Fleet {
     const expect = cmd.expect === undefined ? undefined : new Map(cmd.expect);
     const devices = cmd.devices.map((spec) => this.#device(spec));
     const intervalMs = cmd.ratePerS > 0 ? 1000 / cmd.ratePerS : 0;
+    const parallel = cmd.parallel ?? 0;
+    // With a bound on devices opening at once the schedule slips to what the server accepts.
+    let slipMs = 0;
     for (let i = 0; i < devices.length; i++) {
-      const wait = t0 + i * intervalMs - performance.now();
+      const wait = t0 + slipMs + i * intervalMs - performance.now();
       if (wait >= 1) await sleep(wait);
+      if (parallel > 0 && this.#connecting >= parallel) {
+        const blocked = performance.now();
+        while (this.#connecting >= parallel && performance.now() - blocked < cmd.timeoutMs) await sleep(1);
+        slipMs += performance.now() - blocked;
+      }
       this.#start(devices[i]!, cmd.recordLatency, expect);
     }
     const gaveUp = new Set<Device>();
@@ -313,14 +378,14 @@ export class Fleet {
           lastDone = Math.max(lastDone, d.syncedAt ?? d.liveAt!);
           continue;
         }
-        if (now - d.startedAt > cmd.timeoutMs) {
+        if (now - d.startedAt > cmd.timeoutMs || (d.ended && d.liveAt === undefined)) {
           if (d.liveAt === undefined) {
             d.failed = true;
             this.#connectFailures++;
             // A device that never connected is a connect failure, not a delivery finding;
             // a device that was live before (a reconnect wave) stays checked: its gap counts.
             if (!d.everLive) this.#checker.exclude(d.spec.deviceId);
-            this.#error(`${d.spec.deviceId}: not live within ${cmd.timeoutMs} ms (state ${d.client?.state ?? "closed"})`);
+            this.#error(`${d.spec.deviceId}: not live within ${cmd.timeoutMs} ms (state ${d.link?.state ?? "closed"})`);
             void this.#closeDevice(d);
           } else {
             gaveUp.add(d);
@@ -377,7 +442,7 @@ export class Fleet {
         await sleep(1);
       }
       const { device, entry, conversationId } = picked;
-      const client = device.client!;
+      const link = device.link!;
       result.behindMaxMs = Math.max(result.behindMaxMs, performance.now() - (startPerf + dueOffset));
       const dueMs = startWall + dueOffset;
       const n = device.sent++;
@@ -393,8 +458,7 @@ export class Fleet {
         device.inFlight--;
         return true;
       };
-      const input = entry.conversationId !== undefined ? { conversationId: entry.conversationId } : { toUserId: entry.toUserId ?? "" };
-      client.send({ ...input, body: data, contentType: LOADGEN_CONTENT_TYPE, clientMsgId: key }).then(
+      link.send({ conversationId, ...(entry.conversationId === undefined ? { toUserId: entry.toUserId ?? "" } : {}), data, contentType: LOADGEN_CONTENT_TYPE, clientMsgId: key }).then(
         (r) => {
           if (!settle()) return;
           const now = wallClockMs();
@@ -402,7 +466,8 @@ export class Fleet {
           this.#acked++;
           result.lastAckMs = Math.max(result.lastAckMs, now);
           this.#histograms.ack.record(now - dueMs);
-          ledger.acked(r.conversationId, Number(r.seq), r.messageId, r.duplicate);
+          this.#window.ack.record(now - dueMs);
+          ledger.acked(r.conversationId, r.seq, r.messageId, r.duplicate);
         },
         (error: unknown) => {
           if (!settle()) return;
@@ -432,12 +497,18 @@ export class Fleet {
     const t0 = performance.now();
     for (;;) {
       let lacking = 0;
-      for (const d of this.#devices.values()) if (d.client !== undefined) lacking += this.#checker.lacking(d.spec.deviceId, expect);
+      for (const d of this.#devices.values()) if (d.link !== undefined) lacking += this.#checker.lacking(d.spec.deviceId, expect);
       const elapsedMs = performance.now() - t0;
       if (lacking === 0) return { settled: true, lacking, elapsedMs };
       if (elapsedMs > timeoutMs) return { settled: false, lacking, elapsedMs };
       await sleep(25);
     }
+  }
+
+  #takeWindow(): WindowResult {
+    const encoded = Object.fromEntries(WINDOW_HISTOGRAMS.map((n) => [n, this.#window[n].encode()])) as Record<WindowHistogramName, string>;
+    for (const n of WINDOW_HISTOGRAMS) this.#window[n].reset();
+    return { histograms: encoded, counters: this.counters() };
   }
 
   #collect(): CollectResult {

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { DEV_JWT_SECRET } from "../server/gateway/auth.js";
+import type { DeviceKind } from "./protocol.js";
 import type { Scenario } from "./scenario.js";
 import { SCENARIOS } from "./scenario-registry.js";
 import { isLoopback, splitTarget } from "./server-stats.js";
@@ -8,20 +9,34 @@ import { isLoopback, splitTarget } from "./server-stats.js";
 export const OPEN_FILES_PER_PROCESS = 20_000;
 /** Sockets one client process is given by default, leaving room below the open-files limit. */
 export const SOCKETS_PER_PROCESS_DEFAULT = 15_000;
-/** Sockets per (source address, destination) pair before the ephemeral port range (32768-60999) runs out, with margin. */
-export const SOCKETS_PER_SOURCE_ADDRESS = 25_000;
+/**
+ * Sockets per source address. Binding a source address before connecting (what a chosen local
+ * address takes) gets an ephemeral port from bind(), which Linux looks for in one half (one
+ * parity) of the range first: past about 14,000 of the 28,232 ports of 32768-60999 in use on one
+ * address, every new bind scans the whole half in the kernel first, and a ramp stalls (a
+ * 100,000-connection ramp over 5 addresses stopped at 72,000 with the client processes at 85 %
+ * system time). So: 12,000, with margin.
+ */
+export const SOCKETS_PER_SOURCE_ADDRESS = 12_000;
 
 /** A run's settings, resolved. */
 export interface LoadgenOptions {
   readonly scenario: string;
-  /** host:port of the gateway. */
+  /** The --target flag as given. */
   readonly target: string;
+  /** host:port of each gateway node (a comma list in --target); devices are spread over them. */
+  readonly targets: readonly string[];
+  readonly device: DeviceKind;
+  /** Redis the server nodes share, to read its command counts (redis://host:port); undefined: none. */
+  readonly redisUrl: string | undefined;
   /** Client processes (0: in this process). */
   readonly processes: number;
   readonly streamsPerConnection: number;
   readonly sourceAddresses: readonly string[];
   /** New connections per second during ramp-up (all processes). */
   readonly connectRate: number;
+  /** Devices opening at once per client process during a ramp (0: no bound). */
+  readonly connectParallel: number;
   readonly connectTimeoutS: number;
   readonly heartbeatMs: number;
   readonly jwtSecret: string;
@@ -48,13 +63,16 @@ interface CommonOption {
 
 /** Options every scenario takes (the README's table). */
 export const COMMON_OPTIONS: readonly CommonOption[] = [
-  { flag: "target", fallback: "", doc: "host:port of the gateway (required)" },
+  { flag: "target", fallback: "", doc: "host:port of the gateway (required); a comma list of nodes spreads the devices over them in turn" },
+  { flag: "device", fallback: "", doc: "lean (one raw HTTP/2 gRPC stream per device, HTTP/2 PING heartbeats) or sdk (the SDK client); default: the scenario's first kind" },
   { flag: "processes", fallback: "auto", doc: "client processes to fork; auto: one per 15000 sockets; 0: run in this process" },
   { flag: "streams-per-connection", fallback: "1", doc: "devices multiplexed on one HTTP/2 connection (1: one connection per device)" },
-  { flag: "source-addresses", fallback: "auto", doc: "local addresses to bind: auto (more than one only past 25000 sockets), none, a count N (127.0.0.2...), or a comma list" },
+  { flag: "source-addresses", fallback: "auto", doc: "local addresses to bind: auto (more than one only past 12000 sockets), none, a count N (127.0.0.2...), or a comma list" },
   { flag: "connect-rate", fallback: "500", doc: "new connections per second during ramp-up, all processes together" },
+  { flag: "connect-parallel", fallback: "0", doc: "at most this many devices opening at once per client process (0: no bound): past the server's accept rate the ramp slows to it instead of piling up connects" },
   { flag: "connect-timeout-s", fallback: "30", doc: "a device not live this long after its start counts as a connect failure" },
-  { flag: "heartbeat-ms", fallback: "10000", doc: "SDK heartbeat (ping) interval per connection" },
+  { flag: "heartbeat-ms", fallback: "10000", doc: "heartbeat interval per device: HTTP/2 PING (lean) or SDK ping frame (sdk)" },
+  { flag: "redis-url", fallback: "", doc: "the servers' Redis (redis://host:port): report its commands per message from INFO commandstats" },
   { flag: "jwt-secret", fallback: "", doc: "HS256 secret for minting tokens (default: $IM_JWT_SECRET, else the development secret)" },
   { flag: "out", fallback: "", doc: "report directory (default loadgen-results/<scenario>-<time>; 'none' for no files)" },
   { flag: "max-run-s", fallback: "1800", doc: "hard bound on the whole run" },
@@ -76,7 +94,7 @@ function int(flag: string, raw: string, min = 0): number {
 export function usage(): string {
   const lines = ["usage: npm run loadgen -- <scenario> --target host:port [options]", "", "scenarios:"];
   for (const s of SCENARIOS.values()) {
-    lines.push(`  ${s.name}: ${s.summary}`);
+    lines.push(`  ${s.name}: ${s.summary} (devices: ${s.deviceKinds.join(" or ")})`);
     for (const p of s.params) lines.push(`      --${p.name} <n>  ${p.doc} (default ${p.fallback})`);
   }
   lines.push("", "options:");
@@ -112,8 +130,16 @@ export function parseLoadgenArgs(argv: readonly string[], env: NodeJS.ProcessEnv
 
   const target = get("target", "");
   if (target === "") throw new Error("--target host:port is required");
-  const { host } = splitTarget(target);
+  const targets = target.split(",").map((t) => t.trim()).filter((t) => t !== "");
+  const hosts = targets.map((t) => splitTarget(t).host);
+  const device = (get("device", "") || scenario.deviceKinds[0]!) as DeviceKind;
+  if (!scenario.deviceKinds.includes(device)) {
+    throw new Error(`--device ${JSON.stringify(device)}: ${name} runs with ${scenario.deviceKinds.map((k) => `--device ${k}`).join(" or ")}`);
+  }
+  const redisUrl = get("redis-url", "");
+  if (redisUrl !== "" && !/^rediss?:\/\/[^/\s]+/.test(redisUrl)) throw new Error(`--redis-url must be redis://host:port, got ${JSON.stringify(redisUrl)}`);
   const streamsPerConnection = int("streams-per-connection", get("streams-per-connection", "1"), 1);
+  if (streamsPerConnection > 1 && device === "lean") throw new Error("--streams-per-connection: lean devices hold one connection each (use --device sdk)");
   const sockets = Math.ceil(scenario.devices(params) / streamsPerConnection);
 
   const rawProcesses = get("processes", "auto");
@@ -128,7 +154,7 @@ export function parseLoadgenArgs(argv: readonly string[], env: NodeJS.ProcessEnv
   if (rawAddresses === "none") sourceAddresses = [];
   else if (rawAddresses === "auto" || /^\d+$/.test(rawAddresses)) {
     const count = rawAddresses === "auto" ? (sockets > SOCKETS_PER_SOURCE_ADDRESS ? Math.ceil(sockets / SOCKETS_PER_SOURCE_ADDRESS) : 0) : int("source-addresses", rawAddresses);
-    if (count > 0 && !isLoopback(host)) throw new Error("--source-addresses with a count picks loopback addresses (127.0.0.2, ...): the target must be on loopback too; pass a list instead");
+    if (count > 0 && !hosts.every(isLoopback)) throw new Error("--source-addresses with a count picks loopback addresses (127.0.0.2, ...): the target must be on loopback too; pass a list instead");
     if (count > 250) throw new Error("--source-addresses: at most 250 loopback addresses");
     sourceAddresses = Array.from({ length: count }, (_, i) => `127.0.0.${i + 2}`);
   } else {
@@ -140,10 +166,14 @@ export function parseLoadgenArgs(argv: readonly string[], env: NodeJS.ProcessEnv
   return {
     scenario: name,
     target,
+    targets,
+    device,
+    redisUrl: redisUrl === "" ? undefined : redisUrl,
     processes,
     streamsPerConnection,
     sourceAddresses,
     connectRate: int("connect-rate", get("connect-rate", "500"), 1),
+    connectParallel: int("connect-parallel", get("connect-parallel", "0")),
     connectTimeoutS: int("connect-timeout-s", get("connect-timeout-s", "30"), 1),
     heartbeatMs: int("heartbeat-ms", get("heartbeat-ms", "10000"), 100),
     jwtSecret: get("jwt-secret", "") || env.IM_JWT_SECRET || DEV_JWT_SECRET,

@@ -38,7 +38,11 @@ function zero(): FleetCounters {
     errors: 0,
     firstReceiptMs: 0,
     lastReceiptMs: 0,
+    heartbeatsLate: 0,
+    outOfOrder: 0,
+    duplicates: 0,
     cpuMs: 0,
+    rssBytes: 0,
     errorSamples: [],
   };
 }
@@ -58,7 +62,11 @@ export function sumCounters(all: readonly FleetCounters[]): FleetCounters {
     t.errors += c.errors;
     if (c.firstReceiptMs > 0) t.firstReceiptMs = t.firstReceiptMs === 0 ? c.firstReceiptMs : Math.min(t.firstReceiptMs, c.firstReceiptMs);
     t.lastReceiptMs = Math.max(t.lastReceiptMs, c.lastReceiptMs);
+    t.heartbeatsLate += c.heartbeatsLate;
+    t.outOfOrder += c.outOfOrder;
+    t.duplicates += c.duplicates;
     t.cpuMs += c.cpuMs;
+    t.rssBytes += c.rssBytes;
     for (const e of c.errorSamples) if (t.errorSamples.length < 20) t.errorSamples.push(e);
   }
   return t;

@@ -9,13 +9,16 @@ import type { ConversationExpectation, LedgerEntry } from "./send-ledger.js";
 export interface FleetConfig {
   readonly workerIndex: number;
   readonly workers: number;
-  /** host:port of the gateway. */
-  readonly target: string;
+  /** host:port of each gateway node; devices are spread over them in turn. */
+  readonly targets: readonly string[];
+  /** What each simulated device is (see DeviceKind). */
+  readonly device: DeviceKind;
   readonly jwtSecret: string;
   /** Local addresses to bind client sockets to, round-robin per connection; empty: the OS picks. */
   readonly sourceAddresses: readonly string[];
-  /** SDK clients (devices) sharing one HTTP/2 connection. */
+  /** SDK clients (devices) sharing one HTTP/2 connection (sdk devices only). */
   readonly streamsPerConnection: number;
+  /** Heartbeat interval per device: SDK ping frames (sdk), HTTP/2 PINGs (lean). */
   readonly heartbeatIntervalMs: number;
   /** Smallest message body (padded). */
   readonly bodyBytes: number;
@@ -24,7 +27,15 @@ export interface FleetConfig {
   readonly progressIntervalMs: number;
 }
 
-/** One simulated device: one SDK client, one long connection, one user. */
+/**
+ * What a simulated device is: `sdk`, a real SDK client (ImClient: heartbeats, sync, gap repair,
+ * reconnects), which is what proves the SDK; `lean`, one raw HTTP/2 gRPC stream whose pushes are
+ * checked exactly as the server sent them, at a fraction of the SDK's CPU and memory, which is
+ * what measures the server (see lean-link.ts).
+ */
+export type DeviceKind = "lean" | "sdk";
+
+/** One simulated device: one long connection, one user. */
 export interface DeviceSpec {
   readonly deviceId: string;
   readonly userId: string;
@@ -53,6 +64,8 @@ export type Command =
       readonly op: "open";
       readonly devices: readonly DeviceSpec[];
       readonly ratePerS: number;
+      /** At most this many devices opening (started, not yet live) at once; 0: no bound. */
+      readonly parallel?: number;
       readonly timeoutMs: number;
       readonly expect?: ExpectationList;
       /** Record end-to-end latency of messages these devices receive (off for catch-up waves). */
@@ -75,7 +88,9 @@ export type Command =
   /** The delivery checker's verdict. */
   | { readonly op: "verify"; readonly expect: ExpectationList }
   /** Histograms and counters. */
-  | { readonly op: "collect" };
+  | { readonly op: "collect" }
+  /** What was recorded since the previous window (or the start), and a new window from now. */
+  | { readonly op: "window" };
 
 export interface OpenResult {
   readonly opened: number;
@@ -122,8 +137,15 @@ export interface FleetCounters {
   /** Epoch ms of the first and last message received from another device (0: none). */
   readonly firstReceiptMs: number;
   readonly lastReceiptMs: number;
+  /** Heartbeats that were due while the device's previous one was unanswered (lean devices; none sent). */
+  readonly heartbeatsLate: number;
+  /** Out-of-order and duplicate findings of the delivery checker so far (pushes, as lean devices see them). */
+  readonly outOfOrder: number;
+  readonly duplicates: number;
   /** CPU time (user + system) this client process has used, in milliseconds. */
   readonly cpuMs: number;
+  /** Resident memory of this client process, in bytes. */
+  readonly rssBytes: number;
   /** The first error messages (bounded). */
   readonly errorSamples: readonly string[];
 }
@@ -133,6 +155,15 @@ export type HistogramName = "connect" | "rtt" | "delivery" | "deliveryFromWrite"
 
 export interface CollectResult {
   readonly histograms: Readonly<Record<HistogramName, string>>;
+  readonly counters: FleetCounters;
+}
+
+/** Histograms kept per window as well as for the whole run. */
+export type WindowHistogramName = "rtt" | "delivery" | "deliveryFromWrite" | "ack";
+
+/** One window of a client process: its histograms (encoded) and its counters at the window's end. */
+export interface WindowResult {
+  readonly histograms: Readonly<Record<WindowHistogramName, string>>;
   readonly counters: FleetCounters;
 }
 
@@ -154,7 +185,9 @@ export type ResultOf<C extends Command> = C["op"] extends "open"
         ? CheckReport
         : C["op"] extends "collect"
           ? CollectResult
-          : { readonly closed: number };
+          : C["op"] extends "window"
+            ? WindowResult
+            : { readonly closed: number };
 
 /** Coordinator -> client process. */
 export type ToFleet =

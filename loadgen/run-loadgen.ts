@@ -9,10 +9,11 @@ import type { LoadgenOptions } from "./options.js";
 import { ProgressBoard, sumCounters } from "./progress-board.js";
 import type { HistogramName } from "./protocol.js";
 import { describeMachine, type RunReport } from "./run-report.js";
-import type { ScenarioContext, ScenarioResult } from "./scenario.js";
+import type { ScenarioContext, ScenarioResult, ServerUsage } from "./scenario.js";
 import { SCENARIOS } from "./scenario-registry.js";
 import os from "node:os";
-import { isLoopback, listenOverflows, parentPid, probeServer, processCpuMs, splitTarget } from "./server-stats.js";
+import { readCommandStats } from "./redis-stats.js";
+import { listenOverflows, parentPid, probeServer, processCpuMs, processRssBytes, serverProcesses } from "./server-stats.js";
 import { WorkerPool } from "./worker-pool.js";
 
 /** Where the runner writes what it has to say. */
@@ -24,6 +25,11 @@ export interface RunIo {
 }
 
 class RunDeadline extends Error {}
+
+/** A cluster primary among the server processes: the parent of another one (it serves no /stats). */
+function isServerParent(pid: number, pids: readonly number[]): boolean {
+  return pids.some((other) => other !== pid && parentPid(other) === pid);
+}
 
 /**
  * Runs one scenario end to end: forks the client processes, runs the scenario's phases, merges
@@ -40,7 +46,8 @@ export async function runLoadgen(options: LoadgenOptions, io: RunIo, argv: reado
   const pool = await WorkerPool.start({
     processes: options.processes,
     config: {
-      target: options.target,
+      targets: options.targets,
+      device: options.device,
       jwtSecret: options.jwtSecret,
       sourceAddresses: options.sourceAddresses,
       streamsPerConnection: options.streamsPerConnection,
@@ -55,19 +62,26 @@ export async function runLoadgen(options: LoadgenOptions, io: RunIo, argv: reado
   // Resources, for reading the figures: CPU of the server processes (when local) and of the
   // client processes, and the machine's load.
   const loadAvgStart = os.loadavg()[0]!;
-  // The processes answering /stats, and their parent: with several gateway workers the parent
-  // (primary) relays pushes between them; otherwise it is an idle launcher.
-  const answering = isLoopback(splitTarget(options.target).host)
-    ? await probeServer(options.target).then((s) => s.processes.map((p) => p.pid), () => [] as number[])
-    : [];
-  const serverPids = [...new Set([...answering, ...answering.map((pid) => parentPid(pid) ?? pid)])];
+  // Every local server process: the workers behind each target and their primary.
+  const serverPids = await serverProcesses(options.targets);
   const serverCpuStart = serverPids.map((pid) => processCpuMs(pid));
+  const serverUsage = (): ServerUsage | undefined => {
+    if (serverPids.length === 0) return undefined;
+    let cpu = 0;
+    let rss = 0;
+    for (const pid of serverPids) {
+      cpu += processCpuMs(pid) ?? 0;
+      rss += processRssBytes(pid) ?? 0;
+    }
+    return { pids: serverPids, cpuMs: cpu, rssBytes: rss };
+  };
   const coordinatorCpuStart = process.cpuUsage();
   const overflowsStart = listenOverflows();
 
   const tokens = new Map<string, Promise<string>>();
-  // Setup calls (creating groups) of every user share one HTTP/2 connection.
-  const adminSession = new Http2SessionManager(`http://${options.target}`);
+  // Setup calls (creating groups) of every user share one HTTP/2 connection, to the first node.
+  const adminUrl = `http://${options.targets[0]!}`;
+  const adminSession = new Http2SessionManager(adminUrl);
   const clients = new Map<string, Client<typeof ConversationService>>();
   const ctx: ScenarioContext = {
     options,
@@ -79,7 +93,9 @@ export async function runLoadgen(options: LoadgenOptions, io: RunIo, argv: reado
       board.phase = name;
       io.log(`phase: ${name}`);
     },
-    probe: () => probeServer(options.target),
+    probe: () => probeServer(options.target, { expectPids: new Set(serverPids.filter((pid) => !isServerParent(pid, serverPids))) }),
+    serverUsage,
+    redisCommands: () => (options.redisUrl === undefined ? Promise.resolve(undefined) : readCommandStats(options.redisUrl)),
     conversations(userId) {
       let c = clients.get(userId);
       if (c === undefined) {
@@ -89,7 +105,7 @@ export async function runLoadgen(options: LoadgenOptions, io: RunIo, argv: reado
           req.header.set("authorization", `Bearer ${await t}`);
           return next(req);
         };
-        c = createClient(ConversationService, createGrpcTransport({ baseUrl: `http://${options.target}`, sessionManager: adminSession, interceptors: [auth] }));
+        c = createClient(ConversationService, createGrpcTransport({ baseUrl: adminUrl, sessionManager: adminSession, interceptors: [auth] }));
         clients.set(userId, c);
       }
       return c;
@@ -167,9 +183,10 @@ export async function runLoadgen(options: LoadgenOptions, io: RunIo, argv: reado
     params,
     clientProcesses,
     figures: result?.figures ?? [],
+    tables: result?.tables ?? [],
     latencies: (result?.latencies ?? []).map((l) => {
       const own = result?.histograms?.[l.name];
-      const h = own !== undefined ? LatencyHistogram.merge(own) : (merged.get(l.name) ?? new LatencyHistogram());
+      const h = own !== undefined ? LatencyHistogram.merge(own) : (merged.get(l.name as HistogramName) ?? new LatencyHistogram());
       return { ...l, summary: h.summary(), histogram: h.encode() };
     }),
     counters,

@@ -5,8 +5,8 @@ import type { CheckReport } from "./delivery-checker.js";
 import type { LatencySummary } from "./latency-histogram.js";
 import { renderLatencyChart } from "./latency-chart.js";
 import type { TimelinePoint } from "./progress-board.js";
-import type { FleetCounters, HistogramName } from "./protocol.js";
-import type { Figure } from "./scenario.js";
+import type { FleetCounters } from "./protocol.js";
+import type { Figure, ReportTable } from "./scenario.js";
 import type { ServerSnapshot } from "./server-stats.js";
 
 /** The machine a run was measured on. */
@@ -31,8 +31,9 @@ export interface RunReport {
   readonly params: Readonly<Record<string, number>>;
   readonly clientProcesses: readonly { readonly index: number; readonly pid: number }[];
   readonly figures: readonly Figure[];
+  readonly tables: readonly ReportTable[];
   readonly latencies: readonly {
-    readonly name: HistogramName;
+    readonly name: string;
     readonly label: string;
     readonly summary: LatencySummary;
     /** The merged HdrHistogram (V2 compressed, base64; values in microseconds). */
@@ -85,13 +86,17 @@ export function renderSummary(r: RunReport): string {
     `- started ${r.startedAt}, ${r.durationS.toFixed(1)} s`,
     `- command: \`${r.command}\``,
     `- machine: ${r.machine.cpus} x ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, ${r.machine.os}, Node ${r.machine.node}`,
-    `- client processes: ${r.clientProcesses.length === 1 && r.clientProcesses[0]!.pid === process.pid ? "in-process" : r.clientProcesses.length}`,
+    `- client processes: ${r.clientProcesses.length === 1 && r.clientProcesses[0]!.pid === process.pid ? "in-process" : r.clientProcesses.length}, devices: ${String(r.options.device)}`,
     `- parameters: ${Object.entries(r.params).map(([k, v]) => `${k}=${v}`).join(", ")}`,
     "",
   ];
   if (r.failures.length > 0) lines.push("## Failures", "", ...r.failures.map((f) => `- ${f}`), "");
   lines.push("## Figures", "", "| figure | value |", "| --- | ---: |");
   for (const f of r.figures) lines.push(`| ${f.name} | ${num(f.value)}${f.unit === "" ? "" : ` ${f.unit}`} |`);
+  for (const t of r.tables) {
+    lines.push("", `## ${t.title}`, "", `| ${t.columns.join(" | ")} |`, `| ${t.columns.map(() => "---:").join(" | ")} |`);
+    for (const row of t.rows) lines.push(`| ${row.map((v) => (typeof v === "number" ? num(v) : v)).join(" | ")} |`);
+  }
   lines.push("", "## Latency (ms)", "", "| measure | count | p50 | p90 | p99 | p99.9 | max |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const l of r.latencies) {
     const s = l.summary;

@@ -1,7 +1,7 @@
 import type { Client } from "@connectrpc/connect";
 import type { ConversationService } from "../gen/im/v1/conversation_pb.js";
 import type { LoadgenOptions } from "./options.js";
-import type { DeviceSpec, ExpectationList, HistogramName } from "./protocol.js";
+import type { DeviceKind, DeviceSpec, ExpectationList } from "./protocol.js";
 import type { ServerSnapshot } from "./server-stats.js";
 import type { WorkerPool } from "./worker-pool.js";
 
@@ -21,6 +21,20 @@ export interface Figure {
   readonly unit: string;
 }
 
+/** CPU and memory of every local server process, summed, at one moment (from /proc). */
+export interface ServerUsage {
+  readonly pids: readonly number[];
+  readonly cpuMs: number;
+  readonly rssBytes: number;
+}
+
+/** A table of figures (e.g. one row per rate step), rendered in the summary. */
+export interface ReportTable {
+  readonly title: string;
+  readonly columns: readonly string[];
+  readonly rows: readonly (readonly (string | number)[])[];
+}
+
 /** What the coordinator gives a scenario. */
 export interface ScenarioContext {
   readonly options: LoadgenOptions;
@@ -32,8 +46,12 @@ export interface ScenarioContext {
   log(line: string): void;
   /** Marks the start of a phase on the timeline. */
   phase(name: string): void;
-  /** Reads the server's /stats (every process behind the target). */
+  /** Reads the server's /stats (every process behind every target). */
   probe(): Promise<ServerSnapshot>;
+  /** CPU and RSS of every server process now, when they run on this machine; else undefined. */
+  serverUsage(): ServerUsage | undefined;
+  /** The Redis command counts now (with --redis-url); else undefined. */
+  redisCommands(): Promise<ReadonlyMap<string, number> | undefined>;
   /** The conversation service as `userId` (setup calls such as creating groups). */
   conversations(userId: string): Client<typeof ConversationService>;
   /** Sleeps, bounded by the run's deadline. */
@@ -43,13 +61,17 @@ export interface ScenarioContext {
 /** What a scenario hands back to the coordinator. */
 export interface ScenarioResult {
   readonly figures: readonly Figure[];
-  /** Histograms to report, with their labels, in order. */
-  readonly latencies: readonly { readonly name: HistogramName; readonly label: string }[];
+  readonly tables?: readonly ReportTable[];
+  /**
+   * Histograms to report, with their labels, in order: one the client processes collect
+   * (HistogramName), or one of `histograms` under a name of the scenario's own.
+   */
+  readonly latencies: readonly { readonly name: string; readonly label: string }[];
   /**
    * Histograms the scenario collected itself (encoded, one per process), reported instead of the
    * end-of-run ones: e.g. a measure limited to one phase.
    */
-  readonly histograms?: Partial<Readonly<Record<HistogramName, readonly string[]>>>;
+  readonly histograms?: Readonly<Record<string, readonly string[]>>;
   /** What every device must hold at the end (checked by every process's DeliveryChecker). */
   readonly expect: ExpectationList;
   /** Failed acceptance conditions of the scenario (besides the delivery check). */
@@ -63,6 +85,8 @@ export interface Scenario {
   readonly name: string;
   readonly summary: string;
   readonly params: readonly ScenarioParam[];
+  /** The device kinds the scenario can run with; the first is its default (`--device`). */
+  readonly deviceKinds: readonly DeviceKind[];
   /** Devices (long connections) the scenario opens with these parameters. */
   devices(params: Readonly<Record<string, number>>): number;
   /** Throws an Error naming the problem when the parameters do not fit together. */
@@ -92,6 +116,7 @@ export function openRamp(ctx: ScenarioContext, shards: readonly (readonly Device
     op: "open" as const,
     devices: [...shards[w]!],
     ratePerS: options.connectRate / pool.size,
+    parallel: options.connectParallel,
     timeoutMs: options.connectTimeoutS * 1000,
     recordLatency: true,
   }));

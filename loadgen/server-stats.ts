@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
 
 /** What the gateway's `/stats` endpoint reports for the process that answered. */
@@ -44,18 +44,36 @@ function getStats(host: string, port: number, timeoutMs: number): Promise<Server
   });
 }
 
+/** Options of probeServer. */
+export interface ProbeOptions {
+  readonly timeoutMs?: number;
+  /** Stop after this many probes in a row found no new process (default 6)... */
+  readonly quietAttempts?: number;
+  /** ...unless some of these pids have not answered yet (default: none expected). */
+  readonly expectPids?: ReadonlySet<number>;
+  readonly maxAttempts?: number;
+}
+
 /**
- * Reads `/stats` of every server process behind `target` (host:port): probes over fresh
- * connections until `quietAttempts` in a row show no new process (at most `maxAttempts`).
+ * Reads `/stats` of every server process behind `target` (host:port, or a comma list of
+ * nodes): probes over fresh connections until `quietAttempts` in a row show no new process and
+ * every expected pid answered (at most `maxAttempts` per node).
  */
-export async function probeServer(target: string, options: { timeoutMs?: number; quietAttempts?: number; maxAttempts?: number } = {}): Promise<ServerSnapshot> {
-  const { host, port } = splitTarget(target);
+export async function probeServer(target: string, options: ProbeOptions = {}): Promise<ServerSnapshot> {
   const byPid = new Map<number, ServerStats>();
-  let quiet = 0;
-  for (let attempt = 0; attempt < (options.maxAttempts ?? 48) && quiet < (options.quietAttempts ?? 6); attempt++) {
-    const s = await getStats(host, port, options.timeoutMs ?? 5000);
-    quiet = byPid.has(s.pid) ? quiet + 1 : 0;
-    byPid.set(s.pid, s);
+  for (const node of target.split(",")) {
+    const { host, port } = splitTarget(node.trim());
+    let quiet = 0;
+    // The expected pids of this node: siblings (same parent) of a process that answered here.
+    const parents = new Set<number>();
+    const missing = () => [...(options.expectPids ?? [])].some((pid) => !byPid.has(pid) && parents.has(parentPid(pid) ?? -1));
+    const maxAttempts = options.maxAttempts ?? (options.expectPids === undefined ? 48 : 400);
+    for (let attempt = 0; attempt < maxAttempts && (quiet < (options.quietAttempts ?? 6) || missing()); attempt++) {
+      const s = await getStats(host, port, options.timeoutMs ?? 5000);
+      quiet = byPid.has(s.pid) ? quiet + 1 : 0;
+      if (!byPid.has(s.pid) && options.expectPids !== undefined) parents.add(parentPid(s.pid) ?? -1);
+      byPid.set(s.pid, s);
+    }
   }
   const processes = [...byPid.values()].sort((a, b) => a.pid - b.pid);
   return {
@@ -64,6 +82,65 @@ export async function probeServer(target: string, options: { timeoutMs?: number;
     rssBytes: processes.reduce((n, p) => n + p.rssBytes, 0),
     heapUsedBytes: processes.reduce((n, p) => n + p.heapUsedBytes, 0),
   };
+}
+
+/** The command line of a local process (empty when it cannot be read). */
+function cmdline(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((a) => a !== "");
+  } catch {
+    return [];
+  }
+}
+
+/** Whether a local process runs this project's server (server/main.ts), a cluster primary included. */
+export function isServerProcess(pid: number): boolean {
+  return cmdline(pid).some((arg) => /(^|\/)server\/main\.[jt]s$/.test(arg));
+}
+
+/** The children of a local process (Linux /proc/<pid>/task/<tid>/children); empty when unknown. */
+export function childPids(pid: number): number[] {
+  try {
+    const out: number[] = [];
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      for (const child of readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim().split(/\s+/)) if (child !== "") out.push(Number(child));
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+/** Resident memory of a local process in bytes (/proc/<pid>/status VmRSS); undefined when unreadable. */
+export function processRssBytes(pid: number): number | undefined {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+    return line === undefined ? undefined : Number(line.replace(/\D+/g, "")) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every local server process behind the targets: those that answer `/stats`, their sibling
+ * workers (children of the same parent running server/main) and that parent when it is the
+ * cluster's primary (it relays between workers). Read from /proc, since `/stats` answers from
+ * whichever worker takes the connection. Empty for a target that is not on this machine.
+ */
+export async function serverProcesses(targets: readonly string[]): Promise<number[]> {
+  const pids = new Set<number>();
+  for (const target of targets) {
+    if (!isLoopback(splitTarget(target).host)) continue;
+    const answering = await probeServer(target).then((s) => s.processes.map((p) => p.pid), () => [] as number[]);
+    for (const pid of answering) {
+      pids.add(pid);
+      const parent = parentPid(pid);
+      if (parent === undefined || !isServerProcess(parent)) continue;
+      pids.add(parent);
+      for (const child of childPids(parent)) if (isServerProcess(child)) pids.add(child);
+    }
+  }
+  return [...pids].sort((a, b) => a - b);
 }
 
 /** "host:port" -> parts; throws on anything else. */

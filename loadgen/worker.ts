@@ -7,7 +7,8 @@ import { Fleet } from "./fleet.js";
 import type { FromFleet, ToFleet } from "./protocol.js";
 
 function send(message: FromFleet): void {
-  process.send?.(message);
+  // The coordinator may be gone (killed): then the channel is closed, and 'disconnect' stops us.
+  if (process.connected) process.send?.(message, undefined, undefined, () => {});
 }
 
 if (process.send === undefined) {

@@ -22,6 +22,8 @@ export const offlineSyncScenario: Scenario = {
     { name: "send-rate", fallback: 2000, min: 1, doc: "messages per second while the users are offline (all senders)" },
     { name: "reconnect-rate", fallback: 0, doc: "reconnects per second (0: all at once)" },
   ],
+  // Resuming from cursors and syncing is the SDK's work: lean devices do not sync.
+  deviceKinds: ["sdk"],
   devices: (p) => p.users! + p.senders!,
   validate(p) {
     if (p.conversations! > p.senders!) throw new Error("--conversations cannot exceed --senders (one sender per conversation)");

@@ -18,14 +18,28 @@ describe("parseLoadgenArgs()", () => {
     });
   });
 
-  it("forks one client process per 15000 sockets and adds loopback source addresses past 25000", () => {
+  it.each([
+    ["connections", "lean"],
+    ["group-fanout", "lean"],
+    ["offline-sync", "sdk"],
+  ])("runs %s with %s devices unless told otherwise", (scenario, device) => {
+    expect(parse(`${scenario} --target 127.0.0.1:8080`).device).toBe(device);
+  });
+
+  it("takes the device kind, several targets and the servers' Redis", () => {
+    const o = parse("group-fanout --target 127.0.0.1:8080,127.0.0.1:8081 --device sdk --redis-url redis://127.0.0.1:6379");
+    expect(o).toMatchObject({ device: "sdk", target: "127.0.0.1:8080,127.0.0.1:8081", targets: ["127.0.0.1:8080", "127.0.0.1:8081"], redisUrl: "redis://127.0.0.1:6379" });
+  });
+
+  it("forks one client process per 15000 sockets and adds a loopback source address per 12000 past 12000", () => {
     const o = parse("connections --target 127.0.0.1:8080 --connections 40000");
     expect(o.processes).toBe(3);
-    expect(o.sourceAddresses).toEqual(["127.0.0.2", "127.0.0.3"]);
+    expect(o.sourceAddresses).toEqual(["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]);
+    expect(parse("connections --target 127.0.0.1:8080 --connections 12000").sourceAddresses).toEqual([]);
   });
 
   it("counts sockets, not devices, when devices share connections", () => {
-    const o = parse("connections --target 127.0.0.1:8080 --connections 40000 --streams-per-connection 4");
+    const o = parse("connections --target 127.0.0.1:8080 --connections 40000 --streams-per-connection 4 --device sdk");
     expect(o.processes).toBe(1);
     expect(o.sourceAddresses).toEqual([]);
   });
@@ -54,6 +68,11 @@ describe("parseLoadgenArgs()", () => {
     ["senders beyond the members", "group-fanout --target 127.0.0.1:1 --groups 1 --members 2 --senders 3", /--senders/],
     ["messages not divisible over conversations", "offline-sync --target 127.0.0.1:1 --messages 5 --conversations 2", /multiple/],
     ["a negative number", "connections --target 127.0.0.1:1 --hold-s=-1", /integer/],
+    ["an unknown device kind", "connections --target 127.0.0.1:1 --device phone", /--device lean or --device sdk/],
+    ["lean devices for a scenario that needs the SDK's sync", "offline-sync --target 127.0.0.1:1 --device lean", /offline-sync runs with --device sdk/],
+    ["lean devices sharing connections", "connections --target 127.0.0.1:1 --streams-per-connection 2", /lean devices hold one connection each/],
+    ["one bad target in a list", "connections --target 127.0.0.1:1,nope", /host:port/],
+    ["a Redis address that is not a redis:// URL", "group-fanout --target 127.0.0.1:1 --redis-url 127.0.0.1:6379", /--redis-url/],
   ])("rejects %s", (_what, args, message) => {
     expect(() => parse(args)).toThrow(message);
   });
