@@ -54,6 +54,7 @@ export interface ServerConfig {
   readonly rateConnectionBytesPerS: number;
   readonly rateUserGroupsPerMin: number;
   readonly rateBurstS: number;
+  readonly metrics: "on" | "off";
 }
 
 interface Option {
@@ -116,6 +117,7 @@ export const OPTIONS: readonly Option[] = [
   { flag: "livekit-url", env: "IM_LIVEKIT_URL", key: "livekitUrl", fallback: "", kind: "string", doc: "LiveKit server for group calls and live rooms, as clients reach it (ws://host:7880); empty: none" },
   { flag: "livekit-api-key", env: "IM_LIVEKIT_API_KEY", key: "livekitApiKey", fallback: "", kind: "string", doc: "LiveKit API key (also checks its webhooks, posted to /livekit/webhook)" },
   { flag: "livekit-api-secret", env: "IM_LIVEKIT_API_SECRET", key: "livekitApiSecret", fallback: "", kind: "string", doc: "LiveKit API secret" },
+  { flag: "metrics", env: "IM_METRICS", key: "metrics", fallback: "on", kind: ["on", "off"], doc: "GET /metrics: Prometheus text for the whole node (every worker's metrics, gathered through the primary); off: no metrics are kept" },
   { flag: "live-room-viewers-max", env: "IM_LIVE_ROOM_VIEWERS_MAX", key: "liveRoomViewersMax", fallback: "1000", kind: "int", doc: "viewers one live room admits" },
 ];
 
