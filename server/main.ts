@@ -62,7 +62,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     mkdirSync(config.dataDir, { recursive: true });
     store = openSqliteMessageStore({ path: path.join(config.dataDir, "im.sqlite"), synchronous: config.sqliteSync });
   }
-  // Metrics (server/observe): what they measure is wrapped here, nothing when off.
+  // Metrics and traces (server/observe): what they measure is wrapped here, nothing when off.
   const observe = await startObservability(config, worker);
   store = observe.store(store);
   const devices = await openDeviceTokenStore(config);
@@ -75,6 +75,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     clock: systemClock,
     logger,
     groupsOf: (userId) => messaging!.groupsOf(userId),
+    ownerCallTracing: observe.ownerCallTracing,
   });
   messaging = observe.messaging({
     store,
