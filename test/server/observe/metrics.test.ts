@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Transport } from "@connectrpc/connect";
@@ -84,6 +84,25 @@ describe("GET /metrics of a node with 2 workers", () => {
     }
     expect(sample(closed, "microchat_connections")).toBe(2);
     expect(closed.filter((s) => s.name === "microchat_disconnects_total").reduce((sum, s) => sum + s.value, 0)).toBe(1);
+  });
+
+  it("serves every metric the Grafana dashboard queries (deploy/grafana/microchat.json)", async () => {
+    const text = await scrape(node.port);
+    // Samples, and metrics declared with none yet (a labelled counter before its first count).
+    const served = new Set([...parseMetrics(text).map((s) => s.name), ...[...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)]);
+    const dashboard = JSON.parse(readFileSync("deploy/grafana/microchat.json", "utf8")) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const queried = new Set<string>();
+    for (const panel of dashboard.panels) {
+      expect(panel.targets.length, panel.title).toBeGreaterThan(0);
+      for (const { expr } of panel.targets) {
+        // Metric names, outside label matchers and quoted strings; every one of ours has one of these prefixes.
+        const names = expr.replace(/\{[^}]*\}/g, "").replace(/"[^"]*"/g, "").match(/\b(?:microchat|process|nodejs)_[a-zA-Z0-9_]+/g) ?? [];
+        expect(names.length, expr).toBeGreaterThan(0);
+        for (const name of names) queried.add(name);
+      }
+    }
+    expect([...queried].filter((name) => !served.has(name))).toEqual([]);
+    expect(queried.has("microchat_connections")).toBe(true);
   });
 
   it("answers another method than GET with 405", async () => {
