@@ -110,3 +110,28 @@ describe("GET /metrics of a node with 2 workers", () => {
     expect(response.status).toBe(405);
   });
 });
+
+describe("GET /metrics of a single process", () => {
+  it("serves the process's own metrics with one worker, and nothing with --metrics off", async () => {
+    const common = ["--workers", "1", "--port", "0", "--store", "memory", "--drain-timeout-ms", "1000"];
+    const on = await startNodeProcess(common);
+    const off = await startNodeProcess([...common, "--metrics", "off"]);
+    try {
+      const token = await mintToken(DEV_JWT_SECRET, "solo");
+      const solo = new ImClient({ transport: (await pinnedTransport(on.port)).transport, token, heartbeatIntervalMs: 1000 });
+      solo.start();
+      await waitFor(() => solo.idle(), "solo live");
+      await solo.send({ toUserId: "other", body: "hi" });
+      const samples = parseMetrics(await scrape(on.port));
+      expect(sample(samples, "microchat_connections")).toBe(1);
+      expect(sample(samples, "microchat_requests_total", { method: "Connect/send", code: "ok" })).toBe(1);
+      await solo.close();
+      const response = await fetch(`http://127.0.0.1:${off.port}/metrics`);
+      expect(response.status).toBe(404);
+    } finally {
+      on.kill("SIGTERM");
+      off.kill("SIGTERM");
+      await Promise.all([on.exited, off.exited]);
+    }
+  });
+});
