@@ -17,6 +17,8 @@ export interface TracingOptions {
   /** This process's id (a worker of a node), the resource's service.instance.id. */
   readonly instanceId: string;
   readonly env: NodeJS.ProcessEnv;
+  /** Where spans go instead of the OTLP exporter (tests: an in-memory exporter). */
+  readonly spanProcessor?: tracing.SpanProcessor;
 }
 
 /** What the server wires in when tracing is on (server/observe/observability.ts). */
@@ -40,22 +42,10 @@ export interface Tracing {
  * is configured; otherwise none of it is loaded and no span object is ever made.
  */
 export async function startTracing(options: TracingOptions): Promise<Tracing> {
-  const protocol = options.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? options.env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf";
-  const url = options.endpoint === "" ? undefined : `${options.endpoint.replace(/\/+$/, "")}/v1/traces`;
-  let exporter: tracing.SpanExporter;
-  if (protocol === "http/json") {
-    const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-http");
-    exporter = new OTLPTraceExporter(url === undefined ? {} : { url });
-  } else if (protocol === "http/protobuf") {
-    const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-proto");
-    exporter = new OTLPTraceExporter(url === undefined ? {} : { url });
-  } else {
-    throw new Error(`OTEL_EXPORTER_OTLP_PROTOCOL ${JSON.stringify(protocol)} is not supported: use http/protobuf or http/json`);
-  }
   const sdk = new NodeSDK({
     serviceName: options.env.OTEL_SERVICE_NAME ?? "microchat",
     resource: resources.resourceFromAttributes({ "service.instance.id": options.instanceId }),
-    spanProcessors: [new tracing.BatchSpanProcessor(exporter)],
+    spanProcessors: [options.spanProcessor ?? new tracing.BatchSpanProcessor(await otlpExporter(options))],
     instrumentations: [],
   });
   sdk.start();
@@ -68,6 +58,23 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
     events: (sink) => new TracedEventSink(sink, tracer),
     shutdown: () => sdk.shutdown(),
   };
+}
+
+/** The OTLP/HTTP exporter, protobuf or JSON as OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL says. */
+async function otlpExporter(options: TracingOptions): Promise<tracing.SpanExporter> {
+  const protocol = options.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? options.env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf";
+  const url = options.endpoint === "" ? undefined : `${options.endpoint.replace(/\/+$/, "")}/v1/traces`;
+  let exporter: tracing.SpanExporter;
+  if (protocol === "http/json") {
+    const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-http");
+    exporter = new OTLPTraceExporter(url === undefined ? {} : { url });
+  } else if (protocol === "http/protobuf") {
+    const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-proto");
+    exporter = new OTLPTraceExporter(url === undefined ? {} : { url });
+  } else {
+    throw new Error(`OTEL_EXPORTER_OTLP_PROTOCOL ${JSON.stringify(protocol)} is not supported: use http/protobuf or http/json`);
+  }
+  return exporter;
 }
 
 /** Runs `run` in an active span that ends when it settles (an error when it rejects). */
