@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { ServerConfig } from "./config.js";
 import { IpcBrokerRelay, isIpcBrokerMessage, type IpcBrokerMessage, type IpcPort } from "./route/ipc-broker.js";
 import { workerIdOf, type IpcEndpoint } from "./route/routing.js";
+import type { PrimaryService, WorkerChannel } from "./worker-channel.js";
 
 /** On SIGTERM the primary SIGKILLs a worker still draining this long after the drain timeout. */
 export const WORKER_STOP_MARGIN_MS = 5000;
@@ -36,6 +37,8 @@ export interface ClusterOptions {
   readonly restartWindowMs?: number;
   /** How long a starting worker may take to listen. Default 60 s. */
   readonly readyTimeoutMs?: number;
+  /** What the primary serves its workers beside the relay (metrics, presence), given the relay if any. */
+  readonly services?: (relay: IpcBrokerRelay | undefined) => readonly PrimaryService[];
 }
 
 /** A running set of workers sharing one port. */
@@ -86,6 +89,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
   const port = options.port !== 0 ? options.port : await freePort(options.host);
   const relay = options.relay ? new IpcBrokerRelay() : undefined;
+  const services = options.services?.(relay) ?? [];
   const slots: Slot[] = Array.from({ length: options.workers }, (_, index) => ({ index, child: undefined, restarts: [], timer: undefined }));
   let stopping = false;
   let giveUp!: (error: Error) => void;
@@ -102,6 +106,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     slot.child = child;
     const id = workerIdOf(options.nodeId, slot.index);
     relay?.addWorker(id, childPort(child));
+    for (const service of services) service.workerStarted(slot.index, (message) => childPort(child).send(message as IpcBrokerMessage, () => {}));
     return new Promise<void>((resolve, reject) => {
       let ready = false;
       const readyTimer = setTimeout(() => {
@@ -116,6 +121,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
           resolve();
         } else if (isIpcBrokerMessage(message)) {
           relay?.receive(id, message);
+        } else {
+          for (const service of services) if (service.handles(message)) service.receive(slot.index, message);
         }
       });
       child.on("error", (err) => logger.warn({ err, worker: slot.index }, "worker channel error"));
@@ -123,6 +130,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         clearTimeout(readyTimer);
         if (slot.child === child) slot.child = undefined;
         relay?.removeWorker(id);
+        for (const service of services) service.workerExited(slot.index);
         if (!ready) reject(new Error(`worker ${slot.index} exited before listening (code ${code}, signal ${signal})`));
         if (stopping || !ready) return;
         logger.error({ worker: slot.index, workerPid: child.pid, code, signal }, "worker exited unexpectedly");
@@ -194,6 +202,8 @@ export interface WorkerContext {
   readonly index: number;
   /** The relay through the primary; undefined when Redis routes (the primary relays nothing then). */
   readonly relay: IpcEndpoint | undefined;
+  /** The IPC channel to the primary, for the primary's services (metrics, presence). */
+  readonly channel: WorkerChannel;
   /** Tells the primary this worker listens. */
   ready(port: number): void;
   /** Runs `listener` when the primary goes away (the IPC channel closes). */
@@ -227,6 +237,14 @@ export function workerContext(relay: boolean): WorkerContext | undefined {
           },
         }
       : undefined,
+    channel: {
+      send(message) {
+        port.send(message as IpcBrokerMessage, () => {});
+      },
+      onMessage(listener) {
+        process.on("message", listener);
+      },
+    },
     ready(listeningPort) {
       send({ type: "im.ready", port: listeningPort });
     },
@@ -268,7 +286,7 @@ async function freePort(host: string): Promise<number> {
  * Runs this process as the primary of `workers` workers, each running server/main.ts with the
  * same arguments, until SIGTERM or SIGINT (drain all, exit 0) or a crash loop (exit 1).
  */
-export async function runPrimary(config: ServerConfig, logger: Logger, workers: number): Promise<void> {
+export async function runPrimary(config: ServerConfig, logger: Logger, workers: number, services?: ClusterOptions["services"]): Promise<void> {
   const nodeId = config.nodeId !== "" ? config.nodeId : `${hostname()}-${process.pid}`;
   const routing = config.redisUrl === "" ? "ipc relay through the primary" : "redis";
   let cluster: Cluster;
@@ -285,6 +303,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, workers: 
       nodeId,
       logger,
       stopTimeoutMs: config.drainTimeoutMs + WORKER_STOP_MARGIN_MS,
+      services,
     });
   } catch (err) {
     logger.error({ err }, "cluster did not start");

@@ -54,6 +54,8 @@ export interface ServerConfig {
   readonly rateConnectionBytesPerS: number;
   readonly rateUserGroupsPerMin: number;
   readonly rateBurstS: number;
+  readonly metrics: "on" | "off";
+  readonly otlpEndpoint: string;
 }
 
 interface Option {
@@ -116,6 +118,8 @@ export const OPTIONS: readonly Option[] = [
   { flag: "livekit-url", env: "IM_LIVEKIT_URL", key: "livekitUrl", fallback: "", kind: "string", doc: "LiveKit server for group calls and live rooms, as clients reach it (ws://host:7880); empty: none" },
   { flag: "livekit-api-key", env: "IM_LIVEKIT_API_KEY", key: "livekitApiKey", fallback: "", kind: "string", doc: "LiveKit API key (also checks its webhooks, posted to /livekit/webhook)" },
   { flag: "livekit-api-secret", env: "IM_LIVEKIT_API_SECRET", key: "livekitApiSecret", fallback: "", kind: "string", doc: "LiveKit API secret" },
+  { flag: "metrics", env: "IM_METRICS", key: "metrics", fallback: "on", kind: ["on", "off"], doc: "GET /metrics: Prometheus text for the whole node (every worker's metrics, gathered through the primary); off: no metrics are kept" },
+  { flag: "otlp-endpoint", env: "IM_OTLP_ENDPOINT", key: "otlpEndpoint", fallback: "", kind: "string", doc: "OpenTelemetry traces to this OTLP/HTTP endpoint (http://collector:4318; spans go to /v1/traces); the standard OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, http/json) and OTEL_SERVICE_NAME apply too; empty and no OTEL_ endpoint: no tracing, the SDK is not loaded" },
   { flag: "live-room-viewers-max", env: "IM_LIVE_ROOM_VIEWERS_MAX", key: "liveRoomViewersMax", fallback: "1000", kind: "int", doc: "viewers one live room admits" },
 ];
 

@@ -31,6 +31,8 @@ import { systemClock, systemRandom } from "./system.js";
 import { startCalls, type CallsRuntime } from "./calls-runtime.js";
 import type { GatewayOperations } from "./gateway/gateway-operations.js";
 import { CallService } from "../gen/im/v1/call_pb.js";
+import { startObservability } from "./observe/observability.js";
+import { createPrimaryServices } from "./primary-services.js";
 
 /** A running server and what it owns. */
 export interface RunningServer {
@@ -60,6 +62,9 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     mkdirSync(config.dataDir, { recursive: true });
     store = openSqliteMessageStore({ path: path.join(config.dataDir, "im.sqlite"), synchronous: config.sqliteSync });
   }
+  // Metrics and traces (server/observe): what they measure is wrapped here, nothing when off.
+  const observe = await startObservability(config, worker);
+  store = observe.store(store);
   const devices = await openDeviceTokenStore(config);
   let messaging: Messaging | undefined;
   const routing = await startRouting({
@@ -70,10 +75,11 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     clock: systemClock,
     logger,
     groupsOf: (userId) => messaging!.groupsOf(userId),
+    ownerCallTracing: observe.ownerCallTracing,
   });
-  messaging = new Messaging({
+  messaging = observe.messaging({
     store,
-    events: routing.events,
+    events: observe.events(routing.events),
     clock: systemClock,
     ids: createMessageIdGenerator(systemClock, systemRandom),
     limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
@@ -113,7 +119,9 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
       r.service(PushService, push);
     },
     callFrames: calls.frames,
-    httpRoutes: calls.http,
+    httpRoutes: (req, res) => observe.route?.(req, res) === true || calls.http(req, res),
+    connections: observe.connections,
+    observer: observe.requestObserver,
     // Tell load balancers first, then the clients.
     onDrain: () => health.shutdown(),
     reusePort: worker !== undefined,
@@ -138,6 +146,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     },
   });
   operations = gateway.operations;
+  observe.watch({ hub: routing.hub, broker: routing.broker, ownerCalls: routing.calls });
   return {
     gateway,
     store,
@@ -149,6 +158,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
       await routing.close();
       await devices.close();
       await store.close();
+      await observe.close();
     },
   };
 }
@@ -173,7 +183,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const worker = workerContext(config.redisUrl === "");
-  if (worker === undefined && workers > 1) return runPrimary(config, logger, workers);
+  if (worker === undefined && workers > 1) return runPrimary(config, logger, workers, createPrimaryServices(config));
   let server: RunningServer;
   try {
     server = await startServer(config, worker === undefined ? logger : logger.child({ worker: worker.index }), worker);

@@ -64,6 +64,7 @@ export class Connection implements Subscriber {
   #probed = false;
   #lastHeartbeatMs: number;
   #ending = false;
+  #disconnectReason: DisconnectReason | undefined;
   #inFlight = 0;
 
   constructor(
@@ -84,6 +85,16 @@ export class Connection implements Subscriber {
     this.#sink = sink;
     this.#pushOnly = pushOnly;
     this.#lastBytesRead = sink.bytesRead();
+  }
+
+  /** The reason of the disconnect frame this connection ended with; undefined while live or when it closed without one. */
+  get disconnectReason(): DisconnectReason | undefined {
+    return this.#disconnectReason;
+  }
+
+  /** Push bytes waiting for the transport (the push queue's depth). */
+  queuedBytes(): number {
+    return this.#sink.queuedBytes();
   }
 
   /** True once a disconnect was queued or the stream closed: nothing more is written. */
@@ -169,6 +180,7 @@ export class Connection implements Subscriber {
   disconnect(reason: DisconnectReason, message: string, reconnectAfterMs: number): void {
     if (this.#ending) return;
     this.#ending = true;
+    this.#disconnectReason = reason;
     this.#sink.end(create(DisconnectSchema, { reason, message, reconnectAfterMs }));
   }
 

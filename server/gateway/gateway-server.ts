@@ -13,7 +13,9 @@ import type { TokenVerifier } from "./auth.js";
 import type { ConnectionLimits } from "./connection.js";
 import { createConversationService } from "./conversation-service.js";
 import { GatewayOperations, type Ownership } from "./gateway-operations.js";
-import { createGatewayService, type ConnectionRegistry, type GatewayServiceDeps } from "./gateway-service.js";
+import { createGatewayService, type GatewayServiceDeps } from "./gateway-service.js";
+import { ConnectionRegistry } from "./connection-registry.js";
+import { observingInterceptor, requestContextValues, type RequestObserver } from "./request-context.js";
 import { withProtocolErrorDetails } from "./protocol-errors.js";
 import type { HttpRoute } from "../media/livekit-webhook.js";
 import { createRequestValidator } from "./request-validator.js";
@@ -67,6 +69,10 @@ export interface GatewayServerOptions {
   readonly webRoutes?: WebRoutes;
   /** Origins that browsers may call from (CORS); empty: same-origin only. */
   readonly allowedOrigins?: readonly string[];
+  /** Where live connections are kept (with their observer, for metrics); default: a new one. */
+  readonly connections?: ConnectionRegistry;
+  /** Measures and traces requests (server/observe); absent: nothing is. */
+  readonly observer?: RequestObserver;
 }
 
 /** Limits at the edge: what one TCP connection and one user may hold. */
@@ -127,19 +133,21 @@ const H2_PREFACE_START = Buffer.from("PRI");
 export async function startGatewayServer(options: GatewayServerOptions): Promise<GatewayServer> {
   const { messaging, hub, verifier, clock, logger, limits } = options;
   const edge: EdgeLimits = { ...DEFAULT_EDGE_LIMITS, ...options.edge };
-  const registry: ConnectionRegistry = new Set();
+  const registry = options.connections ?? new ConnectionRegistry();
   // The long connection's frames and the unary calls: planned before the first device arrives.
   const validator = createRequestValidator([GatewayService, ConversationService]);
   const operations = new GatewayOperations(messaging, options.ownership);
   const prefix = options.connectionIdPrefix ?? `c${process.pid}`;
   let connections = 0;
   const nextConnectionId = () => `${prefix}-${++connections}`;
-  const longConnections = { operations, verifier, validator, hub, registry, clock, limits, logger, nextConnectionId, connectionsPerUserMax: edge.connectionsPerUserMax, callFrames: options.callFrames };
+  const longConnections = { operations, verifier, validator, hub, registry, clock, limits, logger, nextConnectionId, connectionsPerUserMax: edge.connectionsPerUserMax, callFrames: options.callFrames, observer: options.observer };
   const gateway = createGatewayService(longConnections);
   const lean = createLeanGateway({ ...longConnections, maxFrameBytes: options.maxFrameBytes });
   const conversations = createConversationService({ messaging, operations, verifier, validator, logger });
   const rpc = connectNodeAdapter({
     readMaxBytes: options.maxFrameBytes,
+    contextValues: requestContextValues,
+    interceptors: options.observer === undefined ? [] : [observingInterceptor(options.observer)],
     routes: withProtocolErrorDetails((r) => {
       r.service(GatewayService, gateway);
       r.service(ConversationService, conversations);

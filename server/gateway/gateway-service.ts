@@ -18,15 +18,16 @@ import type { Clock } from "../core/clock.js";
 import type { Hub } from "../route/hub.js";
 import type { Principal, TokenVerifier } from "./auth.js";
 import { Connection, QueueSink, type ConnectionLimits, type FrameFactory } from "./connection.js";
+import type { ConnectionRegistry } from "./connection-registry.js";
 import { RequestLoop, type RequestLoopDeps } from "./request-loop.js";
 import { tooManyConnections } from "./lean-gateway.js";
 import { toConnectError } from "./errors.js";
 import type { GatewayOperations } from "./gateway-operations.js";
 import type { RequestValidator } from "./request-validator.js";
 import { createUnaryRunner } from "./unary-call.js";
+import { streamProtocolOf } from "./request-context.js";
 
-/** The live connections of this process: for ticks, stats and draining on shutdown. */
-export type ConnectionRegistry = Set<Connection>;
+export type { ConnectionRegistry };
 
 /** What serving long connections needs, on connect-node's streams and on the lean path alike. */
 export interface LongConnectionDeps {
@@ -44,6 +45,8 @@ export interface LongConnectionDeps {
   readonly connectionsPerUserMax: number;
   /** Answers call-control frames (see RequestLoopDeps). */
   readonly callFrames?: RequestLoopDeps["callFrames"];
+  /** Measures and traces requests (see RequestLoopDeps). */
+  readonly observer?: RequestLoopDeps["observer"];
 }
 
 /** What the gateway service needs. */
@@ -84,7 +87,7 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
   async function* hold<F>(principal: Principal, frames: FrameFactory<F>, pushOnly: boolean, ctx: HandlerContext, reader?: (conn: Connection) => Promise<void>): AsyncGenerator<F> {
     const sink = new QueueSink(frames);
     const conn = new Connection(deps.nextConnectionId(), principal.userId, principal.expiresAtMs, clock.nowMs(), limits, sink, pushOnly);
-    registry.add(conn);
+    registry.add(conn, streamProtocolOf(ctx));
     const onAbort = () => conn.close();
     ctx.signal.addEventListener("abort", onAbort);
     let failure: ConnectError | undefined;
@@ -119,7 +122,7 @@ export function createGatewayService(deps: GatewayServiceDeps): ServiceImpl<type
 
   /** Reads client frames of a long connection and answers each with the same request_id. */
   async function readFrames(principal: Principal, requests: AsyncIterable<ConnectRequest>, conn: Connection): Promise<void> {
-    const loop = new RequestLoop({ operations, validator, clock, logger, callFrames: deps.callFrames }, principal.userId, conn);
+    const loop = new RequestLoop({ operations, validator, clock, logger, callFrames: deps.callFrames, observer: deps.observer }, principal.userId, conn);
     for await (const frame of requests) if (!loop.take(frame)) break;
     await loop.settled();
     conn.close();

@@ -57,7 +57,7 @@ export function createLeanGateway(deps: LeanGatewayDeps): (stream: http2.ServerH
       return;
     }
     const lean = new LeanStream(deps, stream, protocol, pushOnly, compressed, principal.userId, principal.expiresAtMs);
-    registry.add(lean.conn);
+    registry.add(lean.conn, protocol);
     if (timeoutMs !== undefined) lean.deadlineIn(timeoutMs);
     lean.sink.open();
     if (pushOnly) stream.resume();

@@ -8,6 +8,7 @@ import type { Connection } from "./connection.js";
 import { toConnectError, toRequestError } from "./errors.js";
 import type { GatewayOperations } from "./gateway-operations.js";
 import type { RequestValidator } from "./request-validator.js";
+import type { RequestObserver } from "./request-context.js";
 
 /** What answering the requests of long connections needs. */
 export interface RequestLoopDeps {
@@ -17,6 +18,16 @@ export interface RequestLoopDeps {
   readonly logger: Logger;
   /** Answers call-control frames (server/calls-runtime.ts); absent: calls are not served. */
   readonly callFrames?: (userId: string, frame: ConnectRequest["frame"]) => Promise<ConnectResponse["frame"]>;
+  /** Measures and traces each request (server/observe); absent: nothing is. */
+  readonly observer?: RequestObserver;
+}
+
+/** "Connect/<frame>", the method name a frame's request is observed under, without building it per frame. */
+const FRAME_METHODS = new Map<string | undefined, string>();
+function frameMethod(frame: ConnectRequest["frame"]["case"]): string {
+  let method = FRAME_METHODS.get(frame);
+  if (method === undefined) FRAME_METHODS.set(frame, (method = `Connect/${frame ?? "unknown"}`));
+  return method;
 }
 
 /**
@@ -51,6 +62,7 @@ export class RequestLoop {
     if (conn.ending) return false;
     const invalid = validator.check(ConnectRequestSchema, frame);
     if (invalid !== undefined) {
+      this.#deps.observer?.refused(frameMethod(frame.frame.case), invalid.code);
       conn.reply(create(ConnectResponseSchema, { requestId: frame.requestId, frame: { case: "error", value: toRequestError(invalid) } }));
       return true;
     }
@@ -83,11 +95,19 @@ export class RequestLoop {
     return new Promise((resolve) => (this.#idle ??= []).push(resolve));
   }
 
-  async #answer(request: ConnectRequest): Promise<void> {
+  #answer(request: ConnectRequest): Promise<void> {
+    const observer = this.#deps.observer;
+    if (observer === undefined) return this.#reply(request).then(() => {});
+    return observer.observe(frameMethod(request.frame.case), () => this.#reply(request));
+  }
+
+  /** Answers one request; resolves with the code it ended with (0: OK). */
+  async #reply(request: ConnectRequest): Promise<number> {
     const { operations, logger } = this.#deps;
     const userId = this.#userId;
     const conn = this.#conn;
     let frame: ConnectResponse["frame"];
+    let code = 0;
     try {
       switch (request.frame.case) {
         case "send":
@@ -103,7 +123,7 @@ export class RequestLoop {
           frame = { case: "markRead", value: await operations.markRead(userId, request.frame.value, conn.connectionId) };
           break;
         default: {
-          if (!isCallFrame(request.frame)) return;
+          if (!isCallFrame(request.frame)) return 0;
           const calls = this.#deps.callFrames;
           if (calls === undefined) throw new ConnectError("calls are not served here", Code.Unimplemented);
           frame = await calls(userId, request.frame);
@@ -113,7 +133,9 @@ export class RequestLoop {
       const connectError = toConnectError(error);
       if (connectError.cause !== undefined) logger.warn({ err: connectError.cause, userId }, "request failed");
       frame = { case: "error", value: toRequestError(connectError) };
+      code = connectError.code;
     }
     conn.reply(create(ConnectResponseSchema, { requestId: request.requestId, frame }));
+    return code;
   }
 }

@@ -63,6 +63,8 @@ export class Hub {
   /** Subscriptions requested and not yet confirmed, so a later attach can wait for them too. */
   readonly #subscribing = new Map<string, Promise<void>>();
   #subscribers = 0;
+  #handled = 0;
+  #deliveries = 0;
 
   constructor(options: HubOptions) {
     this.#broker = options.broker;
@@ -113,6 +115,7 @@ export class Hub {
 
   /** A publication on `channel`, published by this process or received from another. */
   handle(channel: string, publication: Publication): void {
+    this.#handled++;
     if (channel.startsWith("u:")) {
       const entry = this.#users.get(channel.slice(2));
       if (entry === undefined) return;
@@ -127,7 +130,7 @@ export class Hub {
         const { conversationId, joined } = event.value;
         if (joined || entry.queued !== undefined) this.#membership(entry, conversationId, joined);
       }
-      if (publication.forDevices) deliverTo(entry, publication);
+      if (publication.forDevices) this.#deliveries += deliverTo(entry, publication);
     } else if (channel.startsWith("c:")) {
       const conversationId = channel.slice(2);
       const members = this.#groups.get(conversationId);
@@ -143,7 +146,7 @@ export class Hub {
           if (entry !== undefined) this.#membership(entry, conversationId, true);
         }
       } else if (publication.forDevices) {
-        for (const entry of members) deliverTo(entry, publication);
+        for (const entry of members) this.#deliveries += deliverTo(entry, publication);
       }
     }
   }
@@ -190,6 +193,11 @@ export class Hub {
 
   stats(): HubStats {
     return { subscribers: this.#subscribers, users: this.#users.size, groups: this.#groups.size };
+  }
+
+  /** Since start: publications handled (published here or received), and their deliveries to connections. */
+  fanout(): { readonly publications: number; readonly deliveries: number } {
+    return { publications: this.#handled, deliveries: this.#deliveries };
   }
 
   async #load(entry: UserEntry): Promise<void> {
@@ -251,9 +259,15 @@ export class Hub {
   }
 }
 
-function deliverTo(entry: UserEntry, publication: Publication): void {
+/** Hands `publication` to the user's connections but its origin; returns how many. */
+function deliverTo(entry: UserEntry, publication: Publication): number {
   const except = publication.exceptConnectionId;
+  let delivered = 0;
   for (const subscriber of entry.subscribers) {
-    if (subscriber.connectionId !== except) subscriber.deliver(publication);
+    if (subscriber.connectionId !== except) {
+      subscriber.deliver(publication);
+      delivered++;
+    }
   }
+  return delivered;
 }

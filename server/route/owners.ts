@@ -94,6 +94,16 @@ export interface OwnerCallsOptions {
   readonly pendingMax?: number;
   /** After a call to an owner timed out, it counts as unreachable for this long. Default 5000. */
   readonly suspectMs?: number;
+  /** Carries traces across the hop (server/observe/tracing.ts); absent: calls carry none. */
+  readonly tracing?: OwnerCallTracing;
+}
+
+/** Carries a trace across the owner hop. */
+export interface OwnerCallTracing {
+  /** Runs a call to `owner` in a span of its own; `run` gets the traceparent to send with it. */
+  call<T>(owner: string, run: (traceparent: string) => Promise<T>): Promise<T>;
+  /** Runs the owner's side of a call in a span under the caller's `traceparent`. */
+  serve<T>(traceparent: string, run: () => Promise<T>): Promise<T>;
 }
 
 type Request = OwnerCall["request"];
@@ -111,6 +121,7 @@ export class OwnerCalls {
   readonly #timeoutMs: number;
   readonly #pendingMax: number;
   readonly #suspectMs: number;
+  readonly #tracing: OwnerCallTracing | undefined;
   /** Owners whose last call timed out, until when they count as unreachable. */
   readonly #suspects = new Map<string, number>();
   readonly #pending = new Map<bigint, { owner: string; resolve(reply: OwnerReply): void; reject(error: ConnectError): void; deadlineMs: number }>();
@@ -127,6 +138,7 @@ export class OwnerCalls {
     this.#timeoutMs = options.timeoutMs ?? 5000;
     this.#pendingMax = options.pendingMax ?? 10_000;
     this.#suspectMs = options.suspectMs ?? 5000;
+    this.#tracing = options.tracing;
     transport.onReceive((kind, bytes) => (kind === "call" ? this.#onCall(bytes) : this.#onReply(bytes)));
   }
 
@@ -147,11 +159,17 @@ export class OwnerCalls {
 
   /** Has process `owner` carry out `request` for `userId`; resolves with its reply. */
   call(owner: string, userId: string, originConnectionId: string, request: Request): Promise<OwnerReply> {
+    const tracing = this.#tracing;
+    if (tracing !== undefined) return tracing.call(owner, (traceparent) => this.#call(owner, userId, originConnectionId, request, traceparent));
+    return this.#call(owner, userId, originConnectionId, request, "");
+  }
+
+  #call(owner: string, userId: string, originConnectionId: string, request: Request, traceparent: string): Promise<OwnerReply> {
     if (this.#pending.size >= this.#pendingMax) {
       return Promise.reject(unavailable(`more than ${this.#pendingMax} requests waiting for their conversation's owner`));
     }
     const callId = ++this.#nextId;
-    const call = create(OwnerCallSchema, { callId, replyTo: this.#self, userId, originConnectionId, request });
+    const call = create(OwnerCallSchema, { callId, replyTo: this.#self, userId, originConnectionId, request, traceparent });
     this.#forwarded++;
     return new Promise<OwnerReply>((resolve, reject) => {
       this.#pending.set(callId, { owner, resolve, reject, deadlineMs: this.#nowMs + this.#timeoutMs });
@@ -192,7 +210,9 @@ export class OwnerCalls {
       return;
     }
     this.#served++;
-    this.#serve(call).then(
+    const tracing = this.#tracing;
+    const serving = tracing === undefined || call.traceparent === "" ? this.#serve(call) : tracing.serve(call.traceparent, () => this.#serve(call));
+    serving.then(
       (reply) => this.#transport.send(call.replyTo, "reply", toBinary(OwnerReplySchema, reply)),
       (error: unknown) => this.#transport.send(call.replyTo, "reply", toBinary(OwnerReplySchema, errorReply(call.callId, ConnectError.from(error)))),
     );

@@ -6,7 +6,7 @@ import { NoBroker, type Broker, type BrokerStats, type DirectLink } from "./brok
 import { ChannelPublisher } from "./channel-publisher.js";
 import { Hub } from "./hub.js";
 import { IpcBroker, type IpcBrokerMessage, type IpcPort } from "./ipc-broker.js";
-import { OwnerCalls, OwnerSet, type OwnerTransport } from "./owners.js";
+import { OwnerCalls, OwnerSet, type OwnerCallTracing, type OwnerTransport } from "./owners.js";
 import { openRedisBroker } from "./redis-broker.js";
 import { RedisOwnerDirectory } from "./redis-owner-directory.js";
 
@@ -30,6 +30,8 @@ export interface RoutingOptions {
   readonly logger: Logger;
   /** The ids of a user's groups, for the hub's index (the messaging core's `groupsOf`). */
   readonly groupsOf: (userId: string) => Promise<readonly string[]>;
+  /** Carries traces across owner calls; absent: none. */
+  readonly ownerCallTracing?: OwnerCallTracing;
 }
 
 /** Delivery and ownership as chosen, with their lifecycle. */
@@ -79,7 +81,7 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
     const redis = await openRedisBroker({ url: options.redisUrl, workerId, logger });
     broker = redis;
     kind = "redis";
-    calls = new OwnerCalls(workerId, directTransport(redis, () => redis.available));
+    calls = new OwnerCalls(workerId, directTransport(redis, () => redis.available), { tracing: options.ownerCallTracing });
     directory = new RedisOwnerDirectory(redis.commands, owners, {
       ttlMs: options.presenceTtlMs,
       logger,
@@ -92,7 +94,7 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
     const ipc = new IpcBroker(relay.port);
     broker = ipc;
     kind = "ipc";
-    calls = new OwnerCalls(workerId, directTransport(ipc, () => true));
+    calls = new OwnerCalls(workerId, directTransport(ipc, () => true), { tracing: options.ownerCallTracing });
     ipc.onWorkers((workers) => {
       const before = owners.members;
       if (owners.update(workers)) {

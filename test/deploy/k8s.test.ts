@@ -6,6 +6,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { WORKER_STOP_MARGIN_MS } from "../../server/cluster.js";
 import { OPTIONS } from "../../server/config.js";
+import { CONNECTIONS_METRIC } from "../../server/observe/gateway-metrics.js";
+import { METRICS_PATH } from "../../server/observe/metrics-route.js";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -138,6 +140,14 @@ describe("deploy/k8s", () => {
     expect(hpa.scaleTargetRef).toEqual({ apiVersion: "apps/v1", kind: "Deployment", name: "gateway" });
     expect(hpa.metrics).toEqual([{ type: "Pods", pods: { metric: { name: "microchat_connections" }, target: { type: "AverageValue", averageValue: "8000" } } }]);
     expect(hpa.minReplicas).toBeGreaterThanOrEqual(2);
+    // The name the gateway serves its node total under.
+    expect(hpa.metrics[0].pods.metric.name).toBe(CONNECTIONS_METRIC);
+  });
+
+  it("has Prometheus scrape the pods' /metrics on the serving port", () => {
+    const pod = find("Deployment", "gateway").spec.template.metadata;
+    expect(pod.annotations).toEqual({ "prometheus.io/scrape": "true", "prometheus.io/port": gatewayConfig().IM_PORT, "prometheus.io/path": METRICS_PATH });
+    expect(gatewayConfig().IM_METRICS ?? "on").toBe("on");
   });
 
   it("runs Cassandra as 3 nodes with RF 3 and LOCAL_QUORUM in the gateway's data centre", () => {
