@@ -1,7 +1,7 @@
 import { useEffect } from "preact/hooks";
 import type { ChatController } from "../app/chat-controller.js";
 import { conversationOrder, unreadCount } from "../model/chat-state.js";
-import { ConnectionIndicator } from "./connection-indicator.js";
+import { ConnectionIndicator, StorageNote } from "./connection-indicator.js";
 import { ConversationList } from "./conversation-list.js";
 import { NewConversationForms } from "./new-conversation-forms.js";
 import { Notices } from "./notices.js";
@@ -24,6 +24,7 @@ export function ChatApp({ controller, onSignOut }: { controller: ChatController;
       <header class="top">
         <h1>microchat</h1>
         <ConnectionIndicator state={state.connection} detail={state.connectionDetail} />
+        <StorageNote kind={state.storage} detail={state.storageDetail} />
         <p class="me">
           Signed in as <strong data-testid="me">{state.userId}</strong>
         </p>
