@@ -8,6 +8,7 @@ import { ConversationKind, type Session } from "../../../gen/im/v1/message_pb.js
 import { directConversationId, isUserId } from "../../../server/core/conversation-id.js";
 import { canLoadOlder, chainEndingAt, displayName, HISTORY_PAGE, initialState, kindOfId, peerOf, seenSeq, type SessionInfo } from "../model/chat-state.js";
 import { messageText } from "../model/message-text.js";
+import { CallController } from "./call-controller.js";
 import { openDeviceStorage, storageName, type CachedSession, type DeviceStorage } from "./device-storage.js";
 import { disconnectWords, errorWords } from "./error-words.js";
 import type { TokenSource } from "./token-source.js";
@@ -35,6 +36,8 @@ export interface ChatControllerOptions {
   readonly visible: () => boolean;
   /** A transport instead of the browser's (tests). */
   readonly transport?: Transport;
+  /** This device's id for calls (default: one per tab, kept in sessionStorage across reloads). */
+  readonly deviceId?: string;
   /** Opens the user's storage (default: IndexedDB when the page has it, else memory). */
   readonly storage?: (name: string) => Promise<DeviceStorage>;
 }
@@ -94,6 +97,10 @@ export class ChatController {
   /** The session list as kept on the device. */
   #cached = new Map<string, CachedSession>();
   #running: Promise<void> | undefined;
+  /** One-to-one calls, once the SDK is open. */
+  readonly calls: Promise<CallController>;
+  #resolveCalls!: (calls: CallController) => void;
+  #calls: CallController | undefined;
   #closed = false;
   #wake: (() => void) | undefined;
   /** Read positions being sent, per conversation. */
@@ -108,6 +115,7 @@ export class ChatController {
     this.#conversations = createClient(ConversationService, this.#transport);
     this.#clientReady = new Promise((resolve) => (this.#resolveClient = resolve));
     this.#storageReady = new Promise((resolve) => (this.#resolveStorage = resolve));
+    this.calls = new Promise((resolve) => (this.#resolveCalls = resolve));
   }
 
   get userId(): string {
@@ -154,6 +162,15 @@ export class ChatController {
     this.#client = client;
     this.#resolveClient(client);
     if (this.#closed) return;
+    this.#calls = new CallController({
+      im: client,
+      userId: this.userId,
+      deviceId: this.#options.deviceId ?? deviceId(),
+      transport: this.#transport,
+      token: () => this.#options.tokens.token(),
+      notice: (text) => this.store.dispatch({ type: "notice", text }),
+    });
+    this.#resolveCalls(this.#calls);
     client.start();
   }
 
@@ -163,6 +180,7 @@ export class ChatController {
     this.#wake?.();
     clearTimeout(this.#refresh);
     await this.#running?.catch(() => undefined);
+    this.#calls?.close();
     await this.#client?.close();
     await this.#storage?.close();
   }
@@ -539,7 +557,28 @@ export class ChatController {
   }
 
   /** Removes a notice. */
+  /** Shows `text` as a notice. */
+  notify(text: string): void {
+    this.store.dispatch({ type: "notice", text });
+  }
+
   dismiss(id: number): void {
     this.store.dispatch({ type: "dismiss", id });
+  }
+}
+
+const DEVICE_ID_KEY = "microchat:device-id";
+
+/** This tab's device id for calls (each tab rings as a device of its own): kept in sessionStorage across reloads. */
+function deviceId(): string {
+  const fresh = () => `web-${crypto.randomUUID()}`;
+  try {
+    const kept = sessionStorage.getItem(DEVICE_ID_KEY);
+    if (kept !== null && /^[A-Za-z0-9_.:-]{1,64}$/.test(kept)) return kept;
+    const id = fresh();
+    sessionStorage.setItem(DEVICE_ID_KEY, id);
+    return id;
+  } catch {
+    return fresh();
   }
 }

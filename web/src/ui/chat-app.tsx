@@ -1,6 +1,7 @@
 import { useEffect } from "preact/hooks";
 import type { ChatController } from "../app/chat-controller.js";
 import { conversationOrder, unreadCount } from "../model/chat-state.js";
+import { CallPanel } from "./call-panel.js";
 import { ConnectionIndicator, StorageNote } from "./connection-indicator.js";
 import { ConversationList } from "./conversation-list.js";
 import { NewConversationForms } from "./new-conversation-forms.js";
@@ -33,6 +34,7 @@ export function ChatApp({ controller, onSignOut }: { controller: ChatController;
         </button>
       </header>
       <Notices notices={state.notices} onDismiss={(id) => controller.dismiss(id)} />
+      <CallPanel controller={controller} />
       <div class="panes">
         <nav class="sidebar" aria-label="Conversations">
           <NewConversationForms controller={controller} />
