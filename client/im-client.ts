@@ -92,7 +92,10 @@ export interface ImClientOptions {
   readonly requestsInFlightMax?: number;
   /** How long a gap a push revealed waits for a reordered push before it is fetched. Default 50 ms. */
   readonly reorderWindowMs?: number;
-  /** Where the client stood before (restored from the app's storage). */
+  /**
+   * Where the client stood before (restored from the app's storage). With `ImClient.open`,
+   * only for conversations the store holds no cursor for.
+   */
   readonly cursors?: readonly ClientCursor[];
   /** Sends a previous run never got acknowledged, resent first with their clientMsgId. */
   readonly outbox?: readonly PendingSend[];
@@ -148,10 +151,17 @@ export class ImClient extends Emitter<ImClientEvents> {
   /** Store writes, one after the other, in the order the changes happened. */
   #storeWrites: Promise<void> = Promise.resolve();
 
-  /** A client resumed from `options.store`: its cursors and its outbox (resent with the same clientMsgIds). */
+  /**
+   * A client resumed from `options.store`: its cursors and its outbox (resent with the same
+   * clientMsgIds). `options.cursors` start only the conversations the store holds no cursor
+   * for (e.g. where an app begins conversations it has never stored: at their newest message).
+   */
   static async open(options: ImClientOptions): Promise<ImClient> {
     const saved = options.store === undefined ? undefined : await options.store.load();
-    return new ImClient(saved === undefined ? options : { ...options, cursors: saved.cursors, outbox: saved.outbox });
+    if (saved === undefined) return new ImClient(options);
+    const stored = new Set(saved.cursors.map((c) => c.conversationId));
+    const cursors = [...saved.cursors, ...(options.cursors ?? []).filter((c) => !stored.has(c.conversationId))];
+    return new ImClient({ ...options, cursors, outbox: saved.outbox });
   }
 
   constructor(options: ImClientOptions) {

@@ -25,7 +25,8 @@ export default async function setup(project: TestProject): Promise<void> {
     return;
   }
   try {
-    await run(process.execPath, [VITE, "build", "web", "--logLevel", "warn"], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+    // As `npm start` builds it: vitest's NODE_ENV=test would give a development build (no service worker).
+    await run(process.execPath, [VITE, "build", "web", "--logLevel", "warn"], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, NODE_ENV: "production" } });
   } catch (error) {
     const e = error as { stderr?: string; stdout?: string; message: string };
     throw new Error(`the web client did not build (vite build web): ${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`);

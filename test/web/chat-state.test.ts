@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { ClientMessage } from "../../client/client-message.js";
 import {
   canLoadOlder,
+  chainEndingAt,
   conversationOrder,
   initialState,
   NOTICES_MAX,
@@ -168,6 +169,20 @@ describe("reduce(): history pages", () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("chainEndingAt(): a history page from the device's store", () => {
+  const seqs = (ms: readonly ClientMessage[]) => ms.map((m) => m.seq);
+
+  it.each([
+    { name: "the whole chained run up to upTo", stored: [msg(1, 0), msg(2), msg(3)], upTo: 3, want: [1, 2, 3] },
+    { name: "stops at a hole (prevSeq not the message before)", stored: [msg(1, 0), msg(2), msg(5, 4), msg(6)], upTo: 6, want: [5, 6] },
+    { name: "ignores messages after upTo", stored: [msg(1, 0), msg(2), msg(3)], upTo: 2, want: [1, 2] },
+    { name: "nothing when upTo itself is not stored", stored: [msg(1, 0), msg(2)], upTo: 3, want: [] },
+    { name: "nothing from an empty page", stored: [], upTo: 4, want: [] },
+  ])("$name", ({ stored, upTo, want }) => {
+    expect(seqs(chainEndingAt(stored, upTo))).toEqual(want);
   });
 });
 

@@ -14,3 +14,6 @@ function pageConfig(): PageConfig {
 }
 
 render(<Root config={pageConfig()} />, document.getElementById("root")!);
+
+// Keeps the page's own files, so a reload while the gateway is down still opens it (public/sw.js).
+if (import.meta.env.PROD && "serviceWorker" in navigator) navigator.serviceWorker.register("./sw.js").catch(() => undefined);

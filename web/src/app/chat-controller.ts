@@ -1,11 +1,15 @@
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { ImClient } from "../../../client/im-client.js";
-import { fromWireMessage } from "../../../client/client-message.js";
+import { fromWireMessage, type ClientMessage } from "../../../client/client-message.js";
+import type { PendingSend } from "../../../client/client-protocol.js";
 import { ConversationService } from "../../../gen/im/v1/conversation_pb.js";
 import { GatewayService } from "../../../gen/im/v1/gateway_pb.js";
 import { ConversationKind, type Session } from "../../../gen/im/v1/message_pb.js";
 import { directConversationId, isUserId } from "../../../server/core/conversation-id.js";
-import { canLoadOlder, displayName, HISTORY_PAGE, initialState, seenSeq, type SessionInfo } from "../model/chat-state.js";
+import { canLoadOlder, chainEndingAt, displayName, HISTORY_PAGE, initialState, kindOfId, peerOf, seenSeq, type SessionInfo } from "../model/chat-state.js";
+import { messageText } from "../model/message-text.js";
+import { CallController } from "./call-controller.js";
+import { openDeviceStorage, storageName, type CachedSession, type DeviceStorage } from "./device-storage.js";
 import { disconnectWords, errorWords } from "./error-words.js";
 import type { TokenSource } from "./token-source.js";
 import { ChatStore } from "./store.js";
@@ -15,8 +19,12 @@ import { createWebTransport, isUnanswered, type WebProtocol } from "./transport.
 export const START_SESSIONS_MAX = 2000;
 /** Most members listed for a group. */
 export const MEMBERS_SHOWN_MAX = 1000;
+/** Most session-list entries the page keeps on the device. */
+export const SESSIONS_CACHED_MAX = 10_000;
 /** Reconnect backoff: the SDK's full jitter, capped low enough that a restarted server is found quickly. */
 const BACKOFF = { baseMs: 250, maxMs: 8000 } as const;
+/** The content type of texts, as the SDK sends strings. */
+const TEXT = "text/plain; charset=utf-8";
 
 /** What the controller needs from the page. */
 export interface ChatControllerOptions {
@@ -28,6 +36,16 @@ export interface ChatControllerOptions {
   readonly visible: () => boolean;
   /** A transport instead of the browser's (tests). */
   readonly transport?: Transport;
+  /** This device's id for calls (default: one per tab, kept in sessionStorage across reloads). */
+  readonly deviceId?: string;
+  /** Opens the user's storage (default: IndexedDB when the page has it, else memory). */
+  readonly storage?: (name: string) => Promise<DeviceStorage>;
+}
+
+/** A send the SDK's promise does not report on: resumed from the stored outbox, or stored there before the SDK opened. */
+interface StoredSend {
+  readonly conversationId: string;
+  readonly text: string;
 }
 
 function sessionInfo(s: Session, cursorSeq: number): SessionInfo {
@@ -67,6 +85,22 @@ export class ChatController {
   #client: ImClient | undefined;
   readonly #clientReady: Promise<ImClient>;
   #resolveClient!: (client: ImClient) => void;
+  /** The SDK is being opened: sends wait for it instead of going to the stored outbox. */
+  #opening = false;
+  #storage: DeviceStorage | undefined;
+  readonly #storageReady: Promise<DeviceStorage>;
+  #resolveStorage!: (storage: DeviceStorage) => void;
+  /** Writes to the stored outbox made before the SDK opened, in order. */
+  #outboxWrites: Promise<void> = Promise.resolve();
+  /** Sends whose outcome comes as the SDK's sent / sendFailed events, by clientMsgId. */
+  readonly #storedSends = new Map<string, StoredSend>();
+  /** The session list as kept on the device. */
+  #cached = new Map<string, CachedSession>();
+  #running: Promise<void> | undefined;
+  /** One-to-one calls, once the SDK is open. */
+  readonly calls: Promise<CallController>;
+  #resolveCalls!: (calls: CallController) => void;
+  #calls: CallController | undefined;
   #closed = false;
   #wake: (() => void) | undefined;
   /** Read positions being sent, per conversation. */
@@ -80,27 +114,63 @@ export class ChatController {
     this.#gateway = createClient(GatewayService, this.#transport);
     this.#conversations = createClient(ConversationService, this.#transport);
     this.#clientReady = new Promise((resolve) => (this.#resolveClient = resolve));
+    this.#storageReady = new Promise((resolve) => (this.#resolveStorage = resolve));
+    this.calls = new Promise((resolve) => (this.#resolveCalls = resolve));
   }
 
   get userId(): string {
     return this.#options.tokens.userId;
   }
 
-  /** Loads the session list (retrying until the server answers), then connects. */
-  async start(): Promise<void> {
+  /**
+   * Shows what the device stored (history, unread counts, unsent messages), loads the
+   * session list (retrying until the server answers), then opens the SDK on the stored
+   * cursors and outbox and connects.
+   */
+  start(): Promise<void> {
+    this.#running ??= this.#run();
+    return this.#running;
+  }
+
+  async #run(): Promise<void> {
+    const open = this.#options.storage ?? ((name: string) => openDeviceStorage(name));
+    const storage = await open(storageName(this.#options.baseUrl, this.userId));
+    this.#storage = storage;
+    this.#resolveStorage(storage);
+    this.store.dispatch({ type: "storage", kind: storage.kind, detail: storage.why });
+    if (this.#closed) return;
+    await this.#showStored(storage);
     const sessions = await this.#startingPoint();
     if (sessions === undefined) return;
-    const client = new ImClient({
+    // Every send stored before this point is in the outbox the SDK loads; later ones wait for it.
+    for (let writes = this.#outboxWrites; ; writes = this.#outboxWrites) {
+      await writes;
+      if (writes === this.#outboxWrites) break;
+    }
+    this.#opening = true;
+    const client = await ImClient.open({
       transport: this.#transport,
       token: () => this.#options.tokens.token(),
       mode: "browser",
       userId: this.userId,
       backoff: BACKOFF,
+      store: storage.clientStore,
+      // Conversations the device never stored start at their newest message; older ones are history pages.
       cursors: sessions.map((s) => ({ conversationId: s.conversationId, lastSeq: s.lastSeq, readSeq: s.readSeq })),
     });
     this.#wire(client);
     this.#client = client;
     this.#resolveClient(client);
+    if (this.#closed) return;
+    this.#calls = new CallController({
+      im: client,
+      userId: this.userId,
+      deviceId: this.#options.deviceId ?? deviceId(),
+      transport: this.#transport,
+      token: () => this.#options.tokens.token(),
+      notice: (text) => this.store.dispatch({ type: "notice", text }),
+    });
+    this.#resolveCalls(this.#calls);
     client.start();
   }
 
@@ -109,15 +179,83 @@ export class ChatController {
     this.#closed = true;
     this.#wake?.();
     clearTimeout(this.#refresh);
+    await this.#running?.catch(() => undefined);
+    this.#calls?.close();
     await this.#client?.close();
+    await this.#storage?.close();
   }
 
   /**
-   * Where the page starts: the conversations and the cursor the SDK resumes each from. This
-   * is the one place where the SDK's IndexedDB ClientStore plugs in: with it, cursors and
-   * history come from the store (and stored history shows before the connection is up), and
-   * the server's list only adds what is new. Until then history lives in memory (ChatState)
-   * and each conversation starts at its newest message; older ones are history pages.
+   * Shows what the device holds before the server answers: the session list as last seen,
+   * with the newest stored message and read position of each conversation the SDK stored,
+   * and the sends never acknowledged (they go out again, with their client_msg_id, once the
+   * SDK opens).
+   */
+  async #showStored(storage: DeviceStorage): Promise<void> {
+    const { store } = this;
+    const [saved, cached] = await Promise.all([storage.clientStore.load(), storage.sessions.load()]);
+    this.#cached = new Map(cached.slice(0, SESSIONS_CACHED_MAX).map((s) => [s.conversationId, s]));
+    const cursors = new Map(saved.cursors.map((c) => [c.conversationId, c]));
+    const ids = [...new Set([...cursors.keys(), ...this.#cached.keys()])].slice(0, START_SESSIONS_MAX);
+    const newest = await Promise.all(ids.map((id) => (cursors.has(id) ? storage.clientStore.messages(id, { limit: 1 }).then((page) => page[0]) : undefined)));
+    const sessions = ids.map((id, i): SessionInfo => {
+      const cursor = cursors.get(id);
+      const seen = this.#cached.get(id);
+      const stored = newest[i];
+      const last = stored !== undefined && (seen?.lastMessage === undefined || stored.seq >= seen.lastMessage.seq) ? stored : seen?.lastMessage;
+      return {
+        ...this.#storedSession(id, Math.max(cursor?.lastSeq ?? 0, seen?.lastSeq ?? 0), Math.max(cursor?.readSeq ?? 0, seen?.readSeq ?? 0), last),
+        // The thread begins where the SDK will deliver from: the stored cursor, else the newest message seen.
+        cursorSeq: cursor?.lastSeq ?? seen?.lastSeq ?? 0,
+      };
+    });
+    if (sessions.length > 0) store.dispatch({ type: "sessions", sessions, ranked: false });
+    for (const send of saved.outbox) {
+      const conversationId = send.conversationId !== "" ? send.conversationId : directConversationId(this.userId, send.toUserId);
+      if (!store.state.conversations.has(conversationId)) {
+        store.dispatch({ type: "created", session: this.#storedSession(conversationId, 0, 0, undefined), atMs: Date.now() });
+      }
+      const text = messageText(send);
+      this.#storedSends.set(send.clientMsgId, { conversationId, text });
+      store.dispatch({ type: "sendQueued", conversationId, clientMsgId: send.clientMsgId, text, atMs: Date.now() });
+    }
+  }
+
+  #storedSession(conversationId: string, lastSeq: number, readSeq: number, newest: ClientMessage | undefined): SessionInfo {
+    const kind = kindOfId(conversationId);
+    return {
+      conversationId,
+      kind,
+      title: this.#cached.get(conversationId)?.title ?? "",
+      peerUserId: kind === "direct" ? peerOf(conversationId, this.userId) : "",
+      lastSeq,
+      readSeq,
+      lastMessage: newest,
+      cursorSeq: lastSeq,
+    };
+  }
+
+  /** Keeps the server's session entries on the device (one write), so a page started offline lists them. */
+  #cacheSessions(sessions: readonly SessionInfo[]): void {
+    const storage = this.#storage;
+    if (storage === undefined) return;
+    const changed: CachedSession[] = [];
+    for (const { cursorSeq: _, ...s } of sessions) {
+      const known = this.#cached.get(s.conversationId);
+      if (known === undefined && this.#cached.size >= SESSIONS_CACHED_MAX) continue;
+      if (known !== undefined && known.lastSeq >= s.lastSeq && known.readSeq >= s.readSeq && (s.title === "" || known.title === s.title)) continue;
+      const entry = known === undefined ? s : { ...s, title: s.title !== "" ? s.title : known.title, lastSeq: Math.max(s.lastSeq, known.lastSeq), readSeq: Math.max(s.readSeq, known.readSeq), lastMessage: s.lastMessage ?? known.lastMessage };
+      this.#cached.set(s.conversationId, entry);
+      changed.push(entry);
+    }
+    if (changed.length > 0) storage.sessions.put(changed).catch(() => undefined);
+  }
+
+  /**
+   * The server's session list, retried until the server answers. It only adds to what the
+   * device stored: conversations the store holds resume from their stored cursors (the SDK
+   * delivers what came after), the others start at their newest message, and older messages
+   * are history pages (from the store first, else FetchRange).
    */
   async #startingPoint(): Promise<SessionInfo[] | undefined> {
     const { store } = this;
@@ -126,6 +264,7 @@ export class ChatController {
       try {
         const sessions = (await this.#listSessions(START_SESSIONS_MAX)).map((s) => sessionInfo(s, Number(s.lastSeq)));
         store.dispatch({ type: "sessions", sessions, ranked: true });
+        this.#cacheSessions(sessions);
         return sessions;
       } catch (error) {
         store.dispatch({ type: "connection", state: "offline", detail: errorWords(error) });
@@ -173,8 +312,27 @@ export class ChatController {
       if (known === undefined && message.conversationId.startsWith("g:")) this.#refreshSoon();
     });
     client.on("read", ({ conversationId, readSeq }) => store.dispatch({ type: "read", conversationId, readSeq }));
-    client.on("session", (session) => store.dispatch({ type: "sessions", sessions: [sessionInfo(session, client.lastSeq(session.conversationId))], ranked: false }));
-    client.on("removed", ({ conversationId }) => store.dispatch({ type: "removed", conversationId }));
+    client.on("session", (session) => {
+      const info = sessionInfo(session, client.lastSeq(session.conversationId));
+      store.dispatch({ type: "sessions", sessions: [info], ranked: false });
+      this.#cacheSessions([info]);
+    });
+    client.on("removed", ({ conversationId }) => {
+      store.dispatch({ type: "removed", conversationId });
+      this.#cached.delete(conversationId);
+      this.#storage?.sessions.remove(conversationId).catch(() => undefined);
+    });
+    // Sends whose promise this page does not hold (resumed from the stored outbox).
+    client.on("sent", (r) => {
+      if (this.#storedSends.delete(r.clientMsgId)) store.dispatch({ type: "sendAcked", conversationId: r.conversationId, clientMsgId: r.clientMsgId, seq: Number(r.seq) });
+    });
+    client.on("sendFailed", ({ clientMsgId, error }) => {
+      const send = this.#storedSends.get(clientMsgId);
+      if (send === undefined) return;
+      this.#storedSends.delete(clientMsgId);
+      if (!this.#closed && isUnanswered(error)) this.#transmit(send.conversationId, clientMsgId, send.text);
+      else store.dispatch({ type: "sendFailed", conversationId: send.conversationId, clientMsgId, error: errorWords(error) });
+    });
     client.on("error", (error) => {
       if (client.state !== "live") store.dispatch({ type: "connectionDetail", detail: errorWords(error) });
     });
@@ -197,31 +355,47 @@ export class ChatController {
           const client = this.#client;
           const sessions = page.sessions.map((s) => sessionInfo(s, client?.lastSeq(s.conversationId) ?? 0));
           this.store.dispatch({ type: "sessions", sessions, ranked: true });
+          this.#cacheSessions(sessions);
         })
         .catch((error: unknown) => this.store.dispatch({ type: "notice", text: `The conversation list could not be refreshed: ${errorWords(error)}` }));
     }, 200);
   }
 
-  /** Opens a conversation: loads its newest page if nothing of it is shown yet. */
+  /** Opens a conversation: loads a page of history if less than a page of it is shown. */
   select(conversationId: string | undefined): void {
     this.store.dispatch({ type: "select", conversationId });
     if (conversationId === undefined) return;
     const c = this.store.state.conversations.get(conversationId);
-    if (c !== undefined && c.messages.length === 0 && canLoadOlder(c)) void this.loadOlder(conversationId);
+    if (c !== undefined && c.messages.length < HISTORY_PAGE && canLoadOlder(c)) void this.loadOlder(conversationId);
   }
 
-  /** Loads the page of history before the oldest message shown. */
+  /**
+   * Loads the page of history before the oldest message shown: from the device's store when
+   * it holds that page, else from the server (FetchRange), which is then stored too.
+   */
   async loadOlder(conversationId: string): Promise<void> {
     const c = this.store.state.conversations.get(conversationId);
     if (c === undefined || c.loadingOlder || !canLoadOlder(c)) return;
     const upTo = c.olderUpTo;
     this.store.dispatch({ type: "historyLoading", conversationId, loading: true });
+    const storage = this.#storage;
+    const stored = storage === undefined ? [] : await storage.clientStore.messages(conversationId, { beforeSeq: upTo + 1, limit: HISTORY_PAGE }).catch(() => []);
+    const local = chainEndingAt(stored, upTo);
+    if (local.length > 0) {
+      this.store.dispatch({ type: "history", conversationId, upTo, messages: local });
+      return;
+    }
     try {
       const page = await this.#gateway.fetchRange(
         { conversationId, afterSeq: BigInt(Math.max(0, upTo - HISTORY_PAGE)), upToSeq: BigInt(upTo), limit: HISTORY_PAGE },
         { headers: await this.#headers() },
       );
-      this.store.dispatch({ type: "history", conversationId, upTo, messages: page.messages.map(fromWireMessage) });
+      const messages = page.messages.map(fromWireMessage);
+      this.store.dispatch({ type: "history", conversationId, upTo, messages });
+      // Kept for the next time. The cursor only moves forward, so this older page leaves it
+      // where the SDK has it.
+      const newest = messages[messages.length - 1];
+      if (storage !== undefined && newest !== undefined) storage.clientStore.appendMessages(conversationId, messages, newest.seq).catch(() => undefined);
     } catch (error) {
       this.store.dispatch({ type: "historyLoading", conversationId, loading: false });
       this.store.dispatch({ type: "notice", text: `Older messages could not be loaded: ${errorWords(error)}` });
@@ -273,6 +447,10 @@ export class ChatController {
   }
 
   #transmit(conversationId: string, clientMsgId: string, text: string): void {
+    if (this.#client === undefined && !this.#opening) {
+      this.#storeForLater(conversationId, clientMsgId, text);
+      return;
+    }
     void this.#clientReady
       .then((client) => client.send({ conversationId, body: text, clientMsgId }))
       .then(
@@ -285,6 +463,20 @@ export class ChatController {
           else this.store.dispatch({ type: "sendFailed", conversationId, clientMsgId, error: errorWords(error) });
         },
       );
+  }
+
+  /**
+   * A send before the SDK is open (the server has not answered since the page loaded): into
+   * the stored outbox, so it survives a reload and goes out, with its client_msg_id, once the
+   * SDK opens on that outbox. Its outcome comes as the SDK's sent / sendFailed events.
+   */
+  #storeForLater(conversationId: string, clientMsgId: string, text: string): void {
+    this.#storedSends.set(clientMsgId, { conversationId, text });
+    const send: PendingSend = { clientMsgId, conversationId, toUserId: "", contentType: TEXT, data: new TextEncoder().encode(text) };
+    this.#outboxWrites = this.#outboxWrites
+      .then(() => this.#storageReady)
+      .then((storage) => storage.clientStore.addOutbox(send))
+      .catch((error: unknown) => this.store.dispatch({ type: "notice", text: `A message could not be kept on this device until it is sent: ${errorWords(error)}` }));
   }
 
   /** Opens the direct conversation with `peer` (created on the server by the first message). Returns a refusal in words. */
@@ -311,6 +503,7 @@ export class ChatController {
       if (conversation === undefined) return "The server created no group";
       const id = conversation.conversationId;
       const cursorSeq = this.#client?.lastSeq(id) ?? 0;
+      this.#cacheSessions([{ conversationId: id, kind: "group", title: conversation.title, peerUserId: "", lastSeq: 0, readSeq: 0, lastMessage: undefined, cursorSeq }]);
       this.store.dispatch({
         type: "created",
         session: { conversationId: id, kind: "group", title: conversation.title, peerUserId: "", lastSeq: Number(conversation.lastSeq), readSeq: 0, lastMessage: undefined, cursorSeq },
@@ -364,7 +557,28 @@ export class ChatController {
   }
 
   /** Removes a notice. */
+  /** Shows `text` as a notice. */
+  notify(text: string): void {
+    this.store.dispatch({ type: "notice", text });
+  }
+
   dismiss(id: number): void {
     this.store.dispatch({ type: "dismiss", id });
+  }
+}
+
+const DEVICE_ID_KEY = "microchat:device-id";
+
+/** This tab's device id for calls (each tab rings as a device of its own): kept in sessionStorage across reloads. */
+function deviceId(): string {
+  const fresh = () => `web-${crypto.randomUUID()}`;
+  try {
+    const kept = sessionStorage.getItem(DEVICE_ID_KEY);
+    if (kept !== null && /^[A-Za-z0-9_.:-]{1,64}$/.test(kept)) return kept;
+    const id = fresh();
+    sessionStorage.setItem(DEVICE_ID_KEY, id);
+    return id;
+  } catch {
+    return fresh();
   }
 }

@@ -22,6 +22,9 @@ export const PREVIEW_CHARS_MAX = 80;
 
 export type ConversationKind = "direct" | "group";
 
+/** Where the page keeps what the user has seen: on this device (IndexedDB), or in the page only. */
+export type StorageKind = "opening" | "indexeddb" | "memory";
+
 /** The connection as the page shows it. */
 export type ConnectionState = "idle" | "connecting" | "syncing" | "live" | "offline" | "closed";
 
@@ -104,6 +107,9 @@ export interface ChatState {
   readonly selectedId: string | undefined;
   readonly notices: readonly Notice[];
   readonly nextNoticeId: number;
+  readonly storage: StorageKind;
+  /** Why history is kept in memory only, in words. */
+  readonly storageDetail: string;
 }
 
 /** What can happen. */
@@ -126,11 +132,12 @@ export type ChatAction =
   | { readonly type: "sendRetried"; readonly conversationId: string; readonly clientMsgId: string }
   | { readonly type: "sendDiscarded"; readonly conversationId: string; readonly clientMsgId: string }
   | { readonly type: "notice"; readonly text: string }
-  | { readonly type: "dismiss"; readonly id: number };
+  | { readonly type: "dismiss"; readonly id: number }
+  | { readonly type: "storage"; readonly kind: StorageKind; readonly detail: string };
 
 /** The state of a page signed in as `userId`, before anything is known. */
 export function initialState(userId: string): ChatState {
-  return { userId, connection: "idle", connectionDetail: "", everLive: false, conversations: new Map(), selectedId: undefined, notices: [], nextNoticeId: 1 };
+  return { userId, connection: "idle", connectionDetail: "", everLive: false, conversations: new Map(), selectedId: undefined, notices: [], nextNoticeId: 1, storage: "opening", storageDetail: "" };
 }
 
 /** The kind of a conversation id ("d:a:b" direct, "g:..." group). */
@@ -320,6 +327,8 @@ export function reduce(state: ChatState, action: ChatAction): ChatState {
       return notice(state, action.text);
     case "dismiss":
       return { ...state, notices: state.notices.filter((n) => n.id !== action.id) };
+    case "storage":
+      return { ...state, storage: action.kind, storageDetail: action.detail };
   }
 }
 
@@ -364,4 +373,19 @@ export function seenSeq(c: Conversation): number {
   const last = c.messages[c.messages.length - 1];
   const seq = last?.seq ?? 0;
   return seq > c.readSeq ? seq : 0;
+}
+
+/**
+ * The history page a thread can take from `stored` (ascending messages with seq <= upTo, e.g.
+ * a page of the device's store): the run that ends exactly at `upTo` and chains by prevSeq,
+ * empty when `upTo` is not there. What is left of the page (before a hole) comes from the
+ * server.
+ */
+export function chainEndingAt(stored: readonly ClientMessage[], upTo: number): ClientMessage[] {
+  let end = stored.length - 1;
+  while (end >= 0 && stored[end]!.seq > upTo) end--;
+  if (end < 0 || stored[end]!.seq !== upTo) return [];
+  let start = end;
+  while (start > 0 && stored[start]!.prevSeq === stored[start - 1]!.seq) start--;
+  return stored.slice(start, end + 1);
 }

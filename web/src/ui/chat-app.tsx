@@ -1,7 +1,8 @@
 import { useEffect } from "preact/hooks";
 import type { ChatController } from "../app/chat-controller.js";
 import { conversationOrder, unreadCount } from "../model/chat-state.js";
-import { ConnectionIndicator } from "./connection-indicator.js";
+import { CallPanel } from "./call-panel.js";
+import { ConnectionIndicator, StorageNote } from "./connection-indicator.js";
 import { ConversationList } from "./conversation-list.js";
 import { NewConversationForms } from "./new-conversation-forms.js";
 import { Notices } from "./notices.js";
@@ -24,6 +25,7 @@ export function ChatApp({ controller, onSignOut }: { controller: ChatController;
       <header class="top">
         <h1>microchat</h1>
         <ConnectionIndicator state={state.connection} detail={state.connectionDetail} />
+        <StorageNote kind={state.storage} detail={state.storageDetail} />
         <p class="me">
           Signed in as <strong data-testid="me">{state.userId}</strong>
         </p>
@@ -32,6 +34,7 @@ export function ChatApp({ controller, onSignOut }: { controller: ChatController;
         </button>
       </header>
       <Notices notices={state.notices} onDismiss={(id) => controller.dismiss(id)} />
+      <CallPanel controller={controller} />
       <div class="panes">
         <nav class="sidebar" aria-label="Conversations">
           <NewConversationForms controller={controller} />

@@ -1,4 +1,4 @@
-import type { ConnectionState } from "../model/chat-state.js";
+import type { ConnectionState, StorageKind } from "../model/chat-state.js";
 
 const LABELS: Record<ConnectionState, string> = {
   idle: "Starting",
@@ -17,5 +17,15 @@ export function ConnectionIndicator({ state, detail }: { state: ConnectionState;
       <span class="label">{LABELS[state]}</span>
       {detail !== "" && state !== "live" && <span class="detail">: {detail}</span>}
     </div>
+  );
+}
+
+/** Where history is kept: on this device (IndexedDB, across reloads), or in this page only (and why). */
+export function StorageNote({ kind, detail }: { kind: StorageKind; detail: string }) {
+  if (kind === "opening") return null;
+  return (
+    <p class="storage" data-testid="storage" data-kind={kind} title={detail === "" ? undefined : detail}>
+      {kind === "indexeddb" ? "History kept on this device" : `History kept in this page only${detail === "" ? "" : ` (${detail})`}`}
+    </p>
   );
 }

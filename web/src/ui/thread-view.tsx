@@ -3,6 +3,7 @@ import type { ChatController } from "../app/chat-controller.js";
 import { canLoadOlder, displayName, type Conversation, type OutgoingMessage } from "../model/chat-state.js";
 import { messageText } from "../model/message-text.js";
 import type { ClientMessage } from "../../../client/client-message.js";
+import { CallButton } from "./call-panel.js";
 import { Composer } from "./composer.js";
 import { MembersPanel } from "./members-panel.js";
 
@@ -78,6 +79,7 @@ export function ThreadView({ controller, conversation: c, userId, live }: Thread
     <main class="thread" aria-labelledby="thread-title" data-conversation-id={c.id}>
       <header class="thread-head">
         <h2 id="thread-title">{name}</h2>
+        {c.kind === "direct" && <CallButton controller={controller} peerUserId={c.peerUserId} live={live} />}
         {c.kind === "group" && (
           <button type="button" aria-expanded={membersOpen} aria-controls="members-panel" onClick={() => setMembersOpen(!membersOpen)}>
             Members
