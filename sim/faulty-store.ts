@@ -62,6 +62,8 @@ export interface StoreBugs {
   readonly loseAckedWrite: number;
   /** Says everyone is a member of every conversation (the core's membership checks then pass for anyone). */
   readonly everyoneIsMember?: boolean;
+  /** readRange includes the message at afterSeq (an off-by-one: a sync answers the cursor's own message). */
+  readonly readFromCursor?: boolean;
 }
 
 /**
@@ -157,6 +159,13 @@ export class FaultyStore implements MessageStore {
   }
 
   readRange(conversationId: string, afterSeq: number, upToSeq: number | undefined, limit: number): Promise<StoredMessage[]> {
+    if (this.#bugs.readFromCursor === true && afterSeq > 0) {
+      return this.#read(async () => {
+        const before = await this.#backend.inner.readRange(conversationId, 0, afterSeq, Number.MAX_SAFE_INTEGER);
+        const from = before[before.length - 1]?.seq ?? 0;
+        return this.#backend.inner.readRange(conversationId, from === afterSeq ? (before[before.length - 2]?.seq ?? 0) : afterSeq, upToSeq, limit);
+      });
+    }
     return this.#read(() => this.#backend.inner.readRange(conversationId, afterSeq, upToSeq, limit));
   }
 
