@@ -8,16 +8,20 @@ export interface Perf {
   readonly eventsPerSec: number;
   /** Peak resident set of the process, in MB. */
   readonly maxRssMb: number;
+  /** User CPU time of the process over the run (the share of the wall time the run got). */
+  readonly userCpuMs: number;
 }
 
 /** Measures wall time and peak RSS around `work`. */
 export async function measure<T extends { readonly events: number }>(work: () => Promise<T>): Promise<{ result: T; perf: Perf }> {
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const result = await work();
   const wallMs = performance.now() - started;
+  const userCpuMs = Math.round(process.cpuUsage(cpuBefore).user / 1000);
   return {
     result,
-    perf: { wallMs: Math.round(wallMs), eventsPerSec: Math.round(result.events / Math.max(wallMs / 1000, 1e-9)), maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024) },
+    perf: { wallMs: Math.round(wallMs), eventsPerSec: Math.round(result.events / Math.max(wallMs / 1000, 1e-9)), maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024), userCpuMs },
   };
 }
 
@@ -93,6 +97,7 @@ export function formatText(result: SimResult, overrides: Partial<SimConfig>): st
 export function formatPerf(perf: Perf): string {
   return `${table([
     ["wall time", seconds(perf.wallMs)],
+    ["user CPU", seconds(perf.userCpuMs)],
     ["events/s", String(perf.eventsPerSec)],
     ["max RSS", `${perf.maxRssMb} MB`],
   ])}\n`;
