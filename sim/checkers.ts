@@ -7,6 +7,7 @@ import { PushChecker } from "./push-checker.js";
 /** The checkers, reported separately. `invariant` is a broken assertion (an unexpected error). */
 export type CheckerName =
   | "order"
+  | "readOrder"
   | "duplicate"
   | "loss"
   | "liveness"
@@ -19,7 +20,7 @@ export type CheckerName =
   | "invariant";
 
 /** Every checker, in report order. */
-export const CHECKERS: readonly CheckerName[] = ["order", "duplicate", "loss", "liveness", "pushOrder", "pushMissing", "answers", "fetches", "stuck", "access", "invariant"];
+export const CHECKERS: readonly CheckerName[] = ["order", "readOrder", "duplicate", "loss", "liveness", "pushOrder", "pushMissing", "answers", "fetches", "stuck", "access", "invariant"];
 
 /** One violation: which checker, where, when, and what. */
 export interface Violation {
@@ -93,6 +94,8 @@ const EXAMPLES_MAX = 5;
  *
  * - order: each device's delivered sequence of a conversation is a prefix of the log: a
  *   message delivered ahead of its predecessor (a skip or a reorder) is a violation.
+ * - readOrder: the read position a device's client shows its app never moves back (the
+ *   server's never does; a late push of an older one must not undo a newer one).
  * - duplicate: a message delivered twice to one device, or one send (one clientMsgId, or its
  *   logical id when a buggy client renames retries) stored twice in the log.
  * - loss: an acknowledged or delivered message that is not in the log (a write lost after
@@ -111,6 +114,8 @@ export class Checkers {
   readonly #sends = new Map<string, string>();
   /** Per device: conversationId -> number of log messages delivered in order (the prefix length). */
   readonly #prefix: (Map<string, number> | undefined)[] = [];
+  /** Per device: conversationId -> the read position last shown to its app. */
+  readonly #reads: (Map<string, number> | undefined)[] = [];
   readonly #reports = new Map<CheckerName, { violations: number; examples: Violation[] }>();
   readonly #pushes: PushChecker;
   readonly #answers: AnswerChecker;
@@ -247,6 +252,18 @@ export class Checkers {
       this.report("order", id, device.name, `delivered seq ${message.seq} after seq ${lastDelivered}: ${index - prefix} messages (from seq ${log!.seqs[prefix]}) skipped or reordered`);
     }
     prefixes.set(id, index + 1);
+  }
+
+  /** A device's client moved the read position it shows its app. */
+  readMoved(device: CheckedDevice, conversationId: string, readSeq: number): void {
+    let reads = this.#reads[device.index];
+    if (reads === undefined) {
+      reads = new Map();
+      this.#reads[device.index] = reads;
+    }
+    const before = reads.get(conversationId) ?? 0;
+    if (readSeq < before) this.report("readOrder", conversationId, device.name, `read position moved back from seq ${before} to seq ${readSeq}`);
+    reads.set(conversationId, readSeq);
   }
 
   /** A push arrived at the client end of `link` (before the client's engine sees it). */

@@ -287,6 +287,10 @@ export class ClientDriver implements DeviceDriver {
     if (core.state === "live" && faults.rng.chance(config.markReadProbability)) core.markRead(0, conversationId, core.lastSeq(conversationId));
   }
 
+  readMoved(device: Device, conversationId: string, readSeq: number): void {
+    this.#ctx.checkers.readMoved(device, conversationId, readSeq);
+  }
+
   stuck(device: Device, conversationId: string, lastSeq: number): void {
     this.#ctx.stats.stuck++;
     this.#ctx.checkers.stuck(device, conversationId, lastSeq);

@@ -32,6 +32,7 @@ export interface DeviceDriver {
   write(device: Device, requestId: number, request: ClientRequest): void;
   deliver(device: Device, conversationId: string, messages: readonly ClientMessage[]): void;
   stuck(device: Device, conversationId: string, lastSeq: number): void;
+  readMoved(device: Device, conversationId: string, readSeq: number): void;
   sendSettled(device: Device, send: PendingSend, outcome: Settled<SendAck>): void;
 }
 
@@ -104,7 +105,9 @@ export class Device implements ClientHost<ClientMessage>, LinkClient {
     this.driver.deliver(this, conversationId, messages);
   }
 
-  readMoved(): void {}
+  readMoved(conversationId: string, readSeq: number): void {
+    this.driver.readMoved(this, conversationId, readSeq);
+  }
 
   removed(): void {}
 

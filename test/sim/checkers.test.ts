@@ -71,6 +71,18 @@ describe("Checkers", () => {
     expect(checkers.reports().loss.examples[0]?.detail).toContain("cursor at seq 3 but 2 messages from seq 2 were never delivered");
   });
 
+  it("readOrder: a read position shown to the app that moves back, per device and conversation", () => {
+    const { checkers } = logOf(5);
+    checkers.readMoved(alice, "g:g0", 2);
+    checkers.readMoved(alice, "g:g0", 4);
+    checkers.readMoved(bob, "g:g0", 1);
+    checkers.readMoved(alice, "d:u0:u1", 1);
+    expect(checkers.total()).toBe(0);
+    checkers.readMoved(alice, "g:g0", 3);
+    expect(checkers.reports().readOrder.violations).toBe(1);
+    expect(checkers.first).toMatchObject({ checker: "readOrder", conversationId: "g:g0", device: "u0/0", detail: "read position moved back from seq 4 to seq 3" });
+  });
+
   it("invariant: a store append that breaks the chain", () => {
     const checkers = new Checkers(clock, OPTIONS);
     checkers.appended(msg(1));
