@@ -11,6 +11,11 @@ export interface DrainDeps {
   readonly wait: (ms: number) => Promise<void>;
 }
 
+/** The live connections as a drain sees them: the gateway's ConnectionRegistry, or a simulated node's set. */
+export interface DrainRegistry extends Iterable<Pick<Connection, "disconnect">> {
+  readonly size: number;
+}
+
 /** How a drain goes. */
 export interface DrainOptions {
   /** How long in-flight requests may take to finish. */
@@ -28,7 +33,7 @@ export interface DrainOptions {
  * after its requests in flight), for at most drainTimeoutMs.
  * Resolves true when it drained in time, false when the deadline passed first.
  */
-export async function drainConnections(registry: ReadonlySet<Pick<Connection, "disconnect">>, options: DrainOptions, deps: DrainDeps): Promise<boolean> {
+export async function drainConnections(registry: DrainRegistry, options: DrainOptions, deps: DrainDeps): Promise<boolean> {
   const pollMs = options.pollMs ?? 20;
   for (const conn of registry) {
     conn.disconnect(DisconnectReason.SERVER_SHUTDOWN, "server shutting down: reconnect after reconnect_after_ms", deps.randomInt(options.reconnectSpreadMs + 1));
