@@ -126,8 +126,8 @@ export const MUTANTS: readonly Mutant[] = [
     name: "hub-skips-whole-user",
     bug: "the hub leaves out every connection of the sender's user, not only the sending connection",
     file: "server/route/hub.ts",
-    find: "if (subscriber.connectionId !== except) subscriber.deliver(publication);",
-    replace: "if (except === undefined) subscriber.deliver(publication);",
+    find: "if (subscriber.connectionId !== except) {",
+    replace: "if (except === undefined) {",
     scenarios: ["group-fanout", "million"],
   },
 ];
