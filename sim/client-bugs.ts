@@ -12,6 +12,10 @@ export interface ClientBugs {
   readonly redeliverSeen?: boolean;
   /** Retry a send under a new clientMsgId (breaks idempotency); applied by the transport. */
   readonly freshIdOnRetry?: boolean;
+  /** Ask every range fetch for one message (limit 1); applied by the transport. */
+  readonly fetchOneAtATime?: boolean;
+  /** Hand the core every fetch answer empty (as if its messages were lost on the way); applied by the transport. */
+  readonly dropFetchAnswers?: boolean;
 }
 
 /** The engine with the bugs switched on in `bugs` (the engine itself unchanged underneath). */

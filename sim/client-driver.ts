@@ -1,17 +1,23 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { ConnectResponseSchema, type ConnectResponse } from "../gen/im/v1/gateway_pb.js";
 import { ClientCore, type ClientRestore, type Settled } from "../client/client-core.js";
+import { fromWireMessage, type ClientMessage } from "../client/client-message.js";
 import { clientSettings, type ClientSettings } from "../client/client-settings.js";
-import type { ClientRequest, DisconnectKind, LinkCloseCause, PendingSend, RequestFailure, SendAck } from "../client/client-protocol.js";
+import type { Answer, ClientRequest, LinkCloseCause, PendingSend, SendAck } from "../client/client-protocol.js";
 import { SyncEngine } from "../client/sync-engine.js";
+import { answerOf, connectRequest, disconnectKind, errorOfFrame, failureOf, syncAnswerOf } from "../client/wire-codec.js";
 import { directConversationId } from "../server/core/conversation-id.js";
-import type { SyncOutcome } from "../server/core/messaging.js";
-import type { StoredMessage } from "../server/core/model.js";
+import { ENVELOPE_HEADER_BYTES } from "../server/route/publication.js";
+import type { Adversaries } from "./adversary.js";
 import type { Checkers } from "./checkers.js";
 import { breakEngine, type ClientBugs } from "./client-bugs.js";
 import { Device, type ClientConfig, type DeviceDriver } from "./device.js";
 import type { Faults } from "./fault-plan.js";
 import type { GatewayNode } from "./gateway-node.js";
-import type { DisconnectCause, Link, Network, ServerFrame } from "./network.js";
+import type { Link, Network, ServerFrame } from "./network.js";
 import type { Scheduler } from "./scheduler.js";
+import { mintToken } from "./sim-auth.js";
 import type { Stats } from "./stats.js";
 import type { Trace } from "./trace.js";
 
@@ -24,40 +30,21 @@ export interface ClientContext {
   readonly trace: Trace;
   readonly checkers: Checkers;
   readonly nodes: readonly GatewayNode[];
-  readonly config: ClientConfig;
+  readonly config: ClientConfig & { readonly tokenTtlMs: number };
   readonly bugs: ClientBugs;
+  /** Virtual time 0 as epoch milliseconds (token expiry). */
+  readonly epochMs: number;
 }
 
 /** The body of every simulated send (its bytes do not matter). */
 const BODY = new Uint8Array(16);
 
-/** A send acknowledgement that carries the stored message, so the core's own message is the store's object. */
-interface SimAck extends SendAck {
-  readonly message: StoredMessage;
-}
-
-/** A failure as the gateway reports it: retryable or not. */
-const RETRYABLE: RequestFailure = { reason: "server", retryable: true, retryAfterMs: 0, unauthenticated: false, cause: undefined };
-const REFUSED: RequestFailure = { reason: "server", retryable: false, retryAfterMs: 0, unauthenticated: false, cause: undefined };
-
-/** The core's sync answer from the messaging core's outcome (the wire codec's job in the SDK). */
-function toAnswer(outcome: SyncOutcome) {
-  return {
-    sessions: outcome.sessions.map((u) => ({
-      conversationId: u.session.conversationId,
-      lastSeq: u.session.lastSeq,
-      readSeq: u.session.readSeq,
-      messages: u.messages,
-      hasMoreMessages: u.hasMoreMessages,
-    })),
-    removedConversationIds: outcome.removedConversationIds,
-    hasMoreSessions: outcome.hasMoreSessions,
-  };
-}
-
-function disconnectKind(cause: DisconnectCause): DisconnectKind {
-  return cause === "slow-consumer" ? "slow-consumer" : cause === "heartbeat-timeout" ? "heartbeat-timeout" : "unspecified";
-}
+/** A push as the client decodes it from its frame. */
+type Pushed =
+  | { readonly kind: "message"; readonly message: ClientMessage }
+  | { readonly kind: "read"; readonly conversationId: string; readonly readSeq: number }
+  | { readonly kind: "membership" }
+  | { readonly kind: "malformed"; readonly detail: string };
 
 /**
  * Runs the production client core (client/client-core.ts, with its SyncEngine) on every
@@ -69,8 +56,12 @@ function disconnectKind(cause: DisconnectCause): DisconnectKind {
  */
 export class ClientDriver implements DeviceDriver {
   readonly devices: Device[] = [];
+  /** The adversarial clients, which hold links on the same network (set once by the simulation). */
+  adversaries: Adversaries | undefined;
   readonly #ctx: ClientContext;
-  readonly #settings: ClientSettings<StoredMessage>;
+  readonly #settings: ClientSettings<ClientMessage>;
+  /** Push frames as decoded: every connection a process pushes a publication to gets the same bytes. */
+  readonly #pushes = new WeakMap<Uint8Array, Pushed>();
   /** A conversation is traced: only then are trace lines built. */
   readonly #tracing: boolean;
   #openGaps = 0;
@@ -80,10 +71,10 @@ export class ClientDriver implements DeviceDriver {
     this.#tracing = ctx.trace.conversationId !== undefined;
     const { config, bugs, sched, faults } = ctx;
     const broken = bugs.skipGapRepair === true || bugs.redeliverSeen === true;
-    this.#settings = clientSettings<StoredMessage>({
+    this.#settings = clientSettings<ClientMessage>({
       clock: { nowMs: () => sched.nowMs },
       random: () => faults.rng.float(),
-      ownMessage: (ack) => (ack as SimAck).message,
+      ownMessage: (ack, send) => this.#ownMessage(ack, send),
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       heartbeatTimeoutMs: config.heartbeatTimeoutMs,
       backoff: { baseMs: config.backoffBaseMs, maxMs: config.backoffMaxMs },
@@ -92,7 +83,7 @@ export class ClientDriver implements DeviceDriver {
       requestsInFlightMax: config.requestsInFlightMax,
       pendingMax: config.pendingMax,
       reorderWindowMs: config.reorderWindowMs,
-      createEngine: broken ? (options) => breakEngine(new SyncEngine<StoredMessage>(options), bugs) : undefined,
+      createEngine: broken ? (options) => breakEngine(new SyncEngine<ClientMessage>(options), bugs) : undefined,
     });
   }
 
@@ -148,78 +139,95 @@ export class ClientDriver implements DeviceDriver {
     this.#arm(device);
   }
 
-  /** A frame from the node reached the device. */
+  /** A frame from the node reached the client end of a link. */
   atClient(frame: ServerFrame): void {
     const link = frame.link;
-    const device = link.device;
+    if (link.client.adversary) {
+      this.adversaries!.atClient(frame);
+      return;
+    }
+    const device = link.client as Device;
     if (device.link !== link) return;
     const core = device.core;
     const id = device.coreLink;
     switch (frame.kind) {
       case "push": {
-        const push = frame.push;
-        if (push.kind === "message") core.push(id, push.message);
-        else core.readPushed(id, push.conversationId, push.readSeq);
+        const push = this.#decodePush(frame.bytes);
+        if (push.kind === "message") {
+          this.#ctx.checkers.pushed(link, push.message);
+          core.push(id, push.message);
+        } else if (push.kind === "read") core.readPushed(id, push.conversationId, push.readSeq);
+        else if (push.kind === "membership") core.membershipChanged(id);
+        else this.#ctx.checkers.report("invariant", "", device.name, push.detail);
         break;
       }
-      case "send": {
-        const m = frame.message;
-        if (m === undefined) core.failed(id, frame.requestId, frame.retryable ? RETRYABLE : REFUSED);
-        else core.answered(id, frame.requestId, { kind: "send", ack: { conversationId: m.conversationId, seq: m.seq, prevSeq: m.prevSeq, messageId: m.messageId, sentAtMs: m.sentAtMs, clientMsgId: m.clientMsgId, duplicate: false, message: m } as SimAck });
+      case "reply":
+        this.#reply(device, link, frame.response);
         break;
-      }
-      case "sync":
-        if (frame.outcome === undefined) core.failed(id, frame.requestId, RETRYABLE);
-        else core.answered(id, frame.requestId, { kind: "sync", answer: toAnswer(frame.outcome) });
-        break;
-      case "fetch":
-        if (frame.outcome === undefined) {
-          core.failed(id, frame.requestId, RETRYABLE);
-        } else {
-          if (this.#tracing) this.#traceConversation(device, frame.conversationId, `${device.name} fetch answer: ${frame.outcome.messages.length} messages, last seq ${frame.outcome.lastSeq}`);
-          core.answered(id, frame.requestId, { kind: "fetch", messages: frame.outcome.messages, hasMore: frame.outcome.hasMore });
-          if (device.gaps !== undefined) this.#gapProgress(device, frame.conversationId);
-        }
-        break;
-      case "markRead":
-        if (frame.readSeq === undefined) core.failed(id, frame.requestId, REFUSED);
-        else core.answered(id, frame.requestId, { kind: "markRead", readSeq: frame.readSeq });
-        break;
-      case "disconnect":
-        core.serverDisconnect(id, disconnectKind(frame.cause), 0);
+      case "end":
+        if (frame.disconnect !== undefined) core.serverDisconnect(id, disconnectKind(frame.disconnect.reason), frame.disconnect.reconnectAfterMs);
+        // The stream is over (ImClient's ended()): unless the core already let go of it.
+        if (device.link === link) this.#lostAtClient(link, frame.error === undefined ? "ended" : `ended: ${frame.error.rawMessage}`);
         break;
     }
     this.#arm(device);
   }
 
-  pongAtClient(link: Link): void {
-    const device = link.device;
-    if (device.link !== link) return;
-    device.core.heard(device.coreLink);
-    this.#arm(device);
+  #reply(device: Device, link: Link, response: ConnectResponse): void {
+    const core = device.core;
+    const id = device.coreLink;
+    const requestId = Number(response.requestId);
+    const request = link.answered(requestId);
+    const f = response.frame;
+    if (f.case === "error") {
+      const error = errorOfFrame(f.value);
+      if (error.code === Code.Internal) this.#ctx.checkers.report("invariant", requestConversation(request), device.name, `the server answered ${request?.kind ?? "a request"} with INTERNAL: ${error.rawMessage}`);
+      else if (request !== undefined) this.#ctx.checkers.refused(device, request, error.code, error.rawMessage);
+      if (this.#tracing && request !== undefined) this.#traceConversation(device, requestConversation(request), `${device.name} ${request.kind} refused: ${error.rawMessage}`);
+      core.failed(id, requestId, failureOf(error));
+      return;
+    }
+    const answer: Answer<ClientMessage> | undefined = f.case === "sync" ? { kind: "sync", answer: syncAnswerOf(f.value) } : answerOf(f);
+    if (answer === undefined) return;
+    if (request !== undefined) this.#ctx.checkers.answered(device, request, answer);
+    if (answer.kind === "fetch" && this.#tracing && request?.kind === "fetch") {
+      this.#traceConversation(device, request.conversationId, `${device.name} fetch answer: ${answer.messages.length} messages${answer.hasMore ? ", more" : ""}`);
+    }
+    core.answered(id, requestId, answer.kind === "fetch" && this.#ctx.bugs.dropFetchAnswers === true ? { kind: "fetch", messages: [], hasMore: false } : answer);
+    if (answer.kind === "fetch" && request?.kind === "fetch" && device.gaps !== undefined) this.#gapProgress(device, request.conversationId);
   }
 
   resetAtClient(link: Link): void {
-    this.#lostAtClient(link, "reset");
+    if (link.client.adversary) return this.adversaries!.lost(link);
+    if ((link.client as Device).link === link) this.#lostAtClient(link, "reset");
   }
 
   refusedAtClient(link: Link): void {
-    this.#lostAtClient(link, "refused");
+    if (link.client.adversary) return this.adversaries!.lost(link);
+    if ((link.client as Device).link === link) this.#lostAtClient(link, "refused");
   }
 
   // DeviceDriver: what the devices' cores ask for.
 
-  openLink(device: Device, link: number): void {
+  fetchToken(device: Device, attempt: number): void {
+    const { config, faults, sched, epochMs } = this.#ctx;
+    // Tokens expire while faults are on; after the heal they last (the run must be able to settle).
+    const expiresAtMs = config.tokenTtlMs > 0 && faults.active ? epochMs + sched.nowMs + config.tokenTtlMs : 0;
+    device.core.tokenReady(attempt, mintToken(device.userId, expiresAtMs));
+  }
+
+  openLink(device: Device, link: number, _attempt: number, token: string): void {
     const { nodes, network, sched, stats, faults } = this.#ctx;
     const node = nodes[faults.rng.int(nodes.length)]!;
     const l = network.open(device, node);
     device.link = l;
     device.coreLink = link;
     stats.connects++;
-    if (this.#tracing) this.#traceDevice(device, `${device.name} connects to node ${node.index} (${l.connectionId})`);
+    if (this.#tracing) this.#traceDevice(device, `${device.name} connects to node ${node.index} (${l.name})`);
     const dropMs = faults.dropAfterMs();
     if (dropMs !== undefined) sched.schedule(dropMs, this.#dropTimer, l);
-    // A stream carries requests at once.
+    network.toNode({ kind: "open", link: l, token });
+    // A stream carries requests at once (its first requests wait at the node until it is registered).
     device.core.linkReady(link);
   }
 
@@ -230,46 +238,46 @@ export class ClientDriver implements DeviceDriver {
     device.link = undefined;
     device.coreLink = 0;
     network.close(l);
+    this.#gapsInterrupted(device);
+    this.#ctx.checkers.linkEnded(l);
     if (cause === "heartbeat-timeout") stats.clientTimeouts++;
     else if (cause === "request-failed") stats.failedRequests++;
-    if (this.#tracing) this.#traceDevice(device, `${device.name} closes ${l.connectionId}: ${cause}`);
+    if (this.#tracing) this.#traceDevice(device, `${device.name} closes ${l.name}: ${cause}`);
   }
 
   write(device: Device, requestId: number, request: ClientRequest): void {
     const link = device.link;
     if (link === undefined) return;
     const { network, stats, bugs } = this.#ctx;
+    let wire = request;
     switch (request.kind) {
-      case "send": {
-        const s = request.send;
+      case "send":
         if (request.attempt > 1) stats.resends++;
-        const clientMsgId = bugs.freshIdOnRetry === true && request.attempt > 1 ? `${s.clientMsgId}~${request.attempt}` : s.clientMsgId;
-        network.toNode({ kind: "send", link, requestId, conversationId: s.conversationId, toUserId: s.toUserId, clientMsgId });
+        if (bugs.freshIdOnRetry === true && request.attempt > 1) wire = { ...request, send: { ...request.send, clientMsgId: `${request.send.clientMsgId}~${request.attempt}` } };
         break;
-      }
       case "sync":
         stats.syncs++;
         if (request.resync) stats.resyncs++;
-        network.toNode({ kind: "sync", link, requestId, cursors: request.cursors });
         break;
       case "fetch":
         stats.fetches++;
         this.#gapFound(device, request.conversationId, request.upToSeq);
         if (this.#tracing) this.#traceConversation(device, request.conversationId, `${device.name} fetches (${request.afterSeq}, ${request.upToSeq || "newest"}]`);
-        network.toNode({ kind: "fetch", link, requestId, conversationId: request.conversationId, afterSeq: request.afterSeq, upToSeq: request.upToSeq });
         break;
       case "markRead":
         stats.markReads++;
-        network.toNode({ kind: "markRead", link, requestId, conversationId: request.conversationId, readSeq: request.readSeq });
         break;
       case "ping":
         stats.pings++;
-        network.ping(link);
         break;
     }
+    if (wire.kind !== "ping") link.wrote(requestId, wire);
+    const frame = connectRequest(requestId, wire);
+    if (bugs.fetchOneAtATime === true && frame.frame.case === "fetchRange") frame.frame.value.limit = 1;
+    network.toNode({ kind: "request", link, request: frame });
   }
 
-  deliver(device: Device, conversationId: string, messages: readonly StoredMessage[]): void {
+  deliver(device: Device, conversationId: string, messages: readonly ClientMessage[]): void {
     const { checkers, stats, faults, config } = this.#ctx;
     for (const m of messages) checkers.delivered(device, m);
     stats.deliveries += messages.length;
@@ -279,8 +287,13 @@ export class ClientDriver implements DeviceDriver {
     if (core.state === "live" && faults.rng.chance(config.markReadProbability)) core.markRead(0, conversationId, core.lastSeq(conversationId));
   }
 
+  readMoved(device: Device, conversationId: string, readSeq: number): void {
+    this.#ctx.checkers.readMoved(device, conversationId, readSeq);
+  }
+
   stuck(device: Device, conversationId: string, lastSeq: number): void {
     this.#ctx.stats.stuck++;
+    this.#ctx.checkers.stuck(device, conversationId, lastSeq);
     if (this.#tracing) this.#traceConversation(device, conversationId, `${device.name} stuck at seq ${lastSeq}`);
   }
 
@@ -288,9 +301,9 @@ export class ClientDriver implements DeviceDriver {
     const { stats, checkers } = this.#ctx;
     if (outcome.ok) {
       stats.acked++;
-      const message = (outcome.value as SimAck).message;
-      if (this.#tracing) this.#traceConversation(device, message.conversationId, `${device.name} ack ${send.clientMsgId}: seq ${message.seq} (prev ${message.prevSeq})`);
-      checkers.acknowledged(device, message);
+      const ack = outcome.value;
+      if (this.#tracing) this.#traceConversation(device, ack.conversationId, `${device.name} ack ${send.clientMsgId}: seq ${ack.seq} (prev ${ack.prevSeq})`);
+      checkers.acknowledged(device, ack);
     } else if (outcome.failure.reason !== "closed") {
       // Closed: the app went away; the send resumes with its next client.
       stats.sendsFailed++;
@@ -305,16 +318,46 @@ export class ClientDriver implements DeviceDriver {
     return out;
   }
 
-  #lostAtClient(link: Link, cause: DisconnectCause): void {
-    const device = link.device;
-    if (device.link !== link) return;
+  #lostAtClient(link: Link, cause: string): void {
+    const device = link.client as Device;
     const id = device.coreLink;
+    this.#gapsInterrupted(device);
+    this.#ctx.checkers.linkEnded(link);
     device.link = undefined;
     device.coreLink = 0;
     this.#ctx.network.close(link);
-    if (this.#tracing) this.#traceDevice(device, `${device.name} lost ${link.connectionId}: ${cause}`);
+    if (this.#tracing) this.#traceDevice(device, `${device.name} lost ${link.name}: ${cause}`);
     device.core.linkLost(id);
     this.#arm(device);
+  }
+
+  /** The client's own message from the acknowledgement of its send (ImClient's ownMessage). */
+  #ownMessage(ack: SendAck, send: PendingSend): ClientMessage {
+    // The simulated clientMsgIds are `<device index>-<n>`: the sender is that device's user.
+    const sender = this.devices[Number(send.clientMsgId.slice(0, send.clientMsgId.indexOf("-")))]?.userId ?? "";
+    return { conversationId: ack.conversationId, seq: ack.seq, prevSeq: ack.prevSeq, messageId: ack.messageId, senderId: sender, sentAtMs: ack.sentAtMs, contentType: send.contentType, data: send.data, clientMsgId: send.clientMsgId };
+  }
+
+  /** Decodes a push frame as a client does (once per frame bytes: they are the same for every device of a process). */
+  #decodePush(bytes: Uint8Array): Pushed {
+    let pushed = this.#pushes.get(bytes);
+    if (pushed !== undefined) return pushed;
+    const length = bytes.byteLength >= ENVELOPE_HEADER_BYTES ? new DataView(bytes.buffer, bytes.byteOffset + 1, 4).getUint32(0) : -1;
+    if (bytes[0] !== 0 || length !== bytes.byteLength - ENVELOPE_HEADER_BYTES) {
+      pushed = { kind: "malformed", detail: `a push frame's envelope says ${length} bytes for ${bytes.byteLength - ENVELOPE_HEADER_BYTES}` };
+    } else {
+      try {
+        const frame = fromBinary(ConnectResponseSchema, bytes.subarray(ENVELOPE_HEADER_BYTES)).frame;
+        if (frame.case === "message") pushed = { kind: "message", message: fromWireMessage(frame.value) };
+        else if (frame.case === "read") pushed = { kind: "read", conversationId: frame.value.conversationId, readSeq: Number(frame.value.readSeq) };
+        else if (frame.case === "membership") pushed = { kind: "membership" };
+        else pushed = { kind: "malformed", detail: `a push frame carries ${String(frame.case)}` };
+      } catch (error) {
+        pushed = { kind: "malformed", detail: `a push frame does not decode: ${(error as Error).message}` };
+      }
+    }
+    this.#pushes.set(bytes, pushed);
+    return pushed;
   }
 
   /** Schedules the core's next wake-up, unless an earlier one is already scheduled. */
@@ -343,15 +386,17 @@ export class ClientDriver implements DeviceDriver {
 
   #gapFound(device: Device, conversationId: string, upToSeq: number): void {
     const target = upToSeq !== 0 ? upToSeq : this.#ctx.checkers.head(conversationId);
+    const lastSeq = device.core.lastSeq(conversationId);
     // "Anything newer?" with nothing newer is not a gap.
-    if (target <= device.core.lastSeq(conversationId)) return;
+    if (target <= lastSeq) return;
     device.gaps ??= new Map();
     const gap = device.gaps.get(conversationId);
     if (gap !== undefined) {
       gap.target = Math.max(gap.target, target);
+      gap.fetches++;
       return;
     }
-    device.gaps.set(conversationId, { sinceMs: this.#ctx.sched.nowMs, target });
+    device.gaps.set(conversationId, { sinceMs: this.#ctx.sched.nowMs, fromSeq: lastSeq, target, fetches: 1, linksLost: 0 });
     this.#openGaps++;
     this.#ctx.stats.gapsFound++;
   }
@@ -362,9 +407,16 @@ export class ClientDriver implements DeviceDriver {
     device.gaps!.delete(conversationId);
     if (device.gaps!.size === 0) device.gaps = undefined;
     this.#openGaps--;
-    const stats = this.#ctx.stats;
+    const { stats, checkers, sched } = this.#ctx;
     stats.gapsRepaired++;
-    stats.longestRepairMs = Math.max(stats.longestRepairMs, this.#ctx.sched.nowMs - gap.sinceMs);
+    stats.longestRepairMs = Math.max(stats.longestRepairMs, sched.nowMs - gap.sinceMs);
+    const missing = checkers.indexOf(conversationId, gap.target) - checkers.indexOf(conversationId, gap.fromSeq);
+    checkers.gapRepaired(device, conversationId, missing, gap.fetches, gap.linksLost);
+  }
+
+  /** A device's link is gone: its open gaps are repaired on the next one. */
+  #gapsInterrupted(device: Device): void {
+    if (device.gaps !== undefined) for (const gap of device.gaps.values()) gap.linksLost++;
   }
 
   #traceConversation(device: Device, conversationId: string, text: string): void {
@@ -378,6 +430,14 @@ export class ClientDriver implements DeviceDriver {
   }
 
   readonly #dropTimer = (link: Link): void => {
-    if (link.device.link === link && this.#ctx.faults.active) this.#ctx.network.drop(link, false);
+    if ((link.client as Device).link === link && this.#ctx.faults.active) this.#ctx.network.drop(link, false);
   };
+}
+
+/** The conversation a request names ("" for none), for reports. */
+function requestConversation(request: ClientRequest | undefined): string {
+  if (request === undefined) return "";
+  if (request.kind === "send") return request.send.conversationId;
+  if (request.kind === "sync" || request.kind === "ping") return "";
+  return request.conversationId;
 }

@@ -1,7 +1,7 @@
 import type { ClientCore, ClientHost, ClientState, Settled } from "../client/client-core.js";
+import type { ClientMessage } from "../client/client-message.js";
 import type { ClientRequest, LinkCloseCause, PendingSend, SendAck } from "../client/client-protocol.js";
-import type { StoredMessage } from "../server/core/model.js";
-import type { Link } from "./network.js";
+import type { Link, LinkClient } from "./network.js";
 
 /** Client settings: the production client's defaults (client/client-core.ts CLIENT_DEFAULTS) unless a scenario says otherwise. */
 export interface ClientConfig {
@@ -26,11 +26,13 @@ export interface ClientConfig {
 
 /** The driver's side of a device: what the device's ClientHost calls end up in (sim/client-driver.ts). */
 export interface DeviceDriver {
-  openLink(device: Device, link: number, attempt: number): void;
+  fetchToken(device: Device, attempt: number): void;
+  openLink(device: Device, link: number, attempt: number, token: string): void;
   closeLink(device: Device, link: number, cause: LinkCloseCause): void;
   write(device: Device, requestId: number, request: ClientRequest): void;
-  deliver(device: Device, conversationId: string, messages: readonly StoredMessage[]): void;
+  deliver(device: Device, conversationId: string, messages: readonly ClientMessage[]): void;
   stuck(device: Device, conversationId: string, lastSeq: number): void;
+  readMoved(device: Device, conversationId: string, readSeq: number): void;
   sendSettled(device: Device, send: PendingSend, outcome: Settled<SendAck>): void;
 }
 
@@ -39,14 +41,14 @@ export interface DeviceDriver {
  * simulation keeps about it. The device is the core's ClientHost; its methods hand everything
  * to the driver. Plain fields and prototype methods: a million of these must stay small.
  */
-export class Device implements ClientHost<StoredMessage> {
+export class Device implements ClientHost<ClientMessage>, LinkClient {
   readonly index: number;
   readonly userId: string;
   /** The device's number among its user's devices. */
   readonly k: number;
   readonly driver: DeviceDriver;
   /** Set by the driver right after construction (the core needs its host first). */
-  core!: ClientCore<StoredMessage>;
+  core!: ClientCore<ClientMessage>;
   /** The network link of the core's current link, and the core's id for it. */
   link: Link | undefined = undefined;
   coreLink = 0;
@@ -54,6 +56,7 @@ export class Device implements ClientHost<StoredMessage> {
   away = false;
   /** Reads pushes slowly while faults are on. */
   slow = false;
+  readonly adversary = false;
   sendCount = 0;
   /** The virtual time of the wake event scheduled for the core (Infinity: none). */
   wakeAt = Infinity;
@@ -81,11 +84,11 @@ export class Device implements ClientHost<StoredMessage> {
   }
 
   fetchToken(attempt: number): void {
-    this.core.tokenReady(attempt, "");
+    this.driver.fetchToken(this, attempt);
   }
 
-  openLink(link: number, attempt: number): void {
-    this.driver.openLink(this, link, attempt);
+  openLink(link: number, attempt: number, token: string): void {
+    this.driver.openLink(this, link, attempt, token);
   }
 
   closeLink(link: number, cause: LinkCloseCause): void {
@@ -98,11 +101,13 @@ export class Device implements ClientHost<StoredMessage> {
 
   stateChanged(_state: ClientState): void {}
 
-  deliver(conversationId: string, messages: readonly StoredMessage[]): void {
+  deliver(conversationId: string, messages: readonly ClientMessage[]): void {
     this.driver.deliver(this, conversationId, messages);
   }
 
-  readMoved(): void {}
+  readMoved(conversationId: string, readSeq: number): void {
+    this.driver.readMoved(this, conversationId, readSeq);
+  }
 
   removed(): void {}
 
@@ -119,8 +124,11 @@ export class Device implements ClientHost<StoredMessage> {
   error(): void {}
 }
 
-/** A gap being repaired: since when, and the seq that closes it. */
+/** A gap being repaired: since when, from which seq, the seq that closes it, and what its repair took. */
 export interface Gap {
   readonly sinceMs: number;
+  readonly fromSeq: number;
   target: number;
+  fetches: number;
+  linksLost: number;
 }

@@ -33,6 +33,8 @@ export interface FaultConfig {
   partitionStore: number;
   /** Crashes: this many times a node crashes (memory lost, store kept) and restarts after uniform [downMinMs, downMaxMs]. */
   crashes: number;
+  /** Drains: this many times a node is shut down gracefully (the production drain, then exit) and restarts after uniform [downMinMs, downMaxMs]. */
+  drains: number;
   downMinMs: number;
   downMaxMs: number;
   /** Per store write: probability it is applied and then reported as a timeout (StoreUnavailableError: the ambiguous case). */
@@ -41,6 +43,8 @@ export interface FaultConfig {
   storeFailBeforeWrite: number;
   /** Per store read: probability it fails (StoreUnavailableError). */
   storeReadFail: number;
+  /** Per append: probability that the conversation changed owner uncleanly just before, so its seqs skip a block (a Cassandra takeover). */
+  storeSeqSkip: number;
   /** Store round trip: storeLatencyMs + exponential jitter with mean storeJitterMs; 0 and 0: no virtual time at all. */
   storeLatencyMs: number;
   storeJitterMs: number;
@@ -70,11 +74,13 @@ export const NO_FAULTS: FaultConfig = {
   partitionMaxMs: 0,
   partitionStore: 0,
   crashes: 0,
+  drains: 0,
   downMinMs: 0,
   downMaxMs: 0,
   storeTimeoutAfterWrite: 0,
   storeFailBeforeWrite: 0,
   storeReadFail: 0,
+  storeSeqSkip: 0,
   storeLatencyMs: 0,
   storeJitterMs: 0,
   storeTimeoutMs: 1000,
@@ -184,14 +190,14 @@ export class Faults {
 /** One scheduled discrete fault. */
 export interface DiscreteFault {
   readonly atMs: number;
-  readonly kind: "storm" | "partition" | "crash";
+  readonly kind: "storm" | "partition" | "crash" | "drain";
   readonly node: number;
   /** How long a partition lasts or a node stays down (ends at the heal at the latest). */
   readonly durationMs: number;
 }
 
 /**
- * Draws the discrete faults (storms, partitions, crashes) of the safety phase [startMs,
+ * Draws the discrete faults (storms, partitions, crashes, drains) of the safety phase [startMs,
  * healAtMs): uniform times, uniform node, uniform durations. Sorted by time.
  */
 export function planDiscreteFaults(config: FaultConfig, nodes: number, startMs: number, healAtMs: number, rng: Rng): DiscreteFault[] {
@@ -205,5 +211,6 @@ export function planDiscreteFaults(config: FaultConfig, nodes: number, startMs: 
   draw("storm", config.storms, 0, 0);
   draw("partition", config.partitions, config.partitionMinMs, config.partitionMaxMs);
   draw("crash", config.crashes, config.downMinMs, config.downMaxMs);
+  draw("drain", config.drains, config.downMinMs, config.downMaxMs);
   return out.sort((a, b) => a.atMs - b.atMs || a.node - b.node);
 }

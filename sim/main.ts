@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { configOverrides, isConfigKey, scenarioConfig, SCENARIOS, type ScenarioName, type SimConfig, type Size } from "./scenarios.js";
 import { formatJson, formatPerf, formatText, measure } from "./report.js";
 import { runSimulation, type SimResult, type SimRun } from "./simulation.js";
+import { HelpRequested } from "./sweep.js";
 
 /** Where the CLI writes: stdout gets the reproducible report, stderr the wall-clock figures. */
 export interface CliIo {
@@ -14,7 +15,9 @@ const USAGE = `usage: npm run sim -- <${SCENARIOS.join("|")}> [--seed N] [--size
   --size          full: the issue's sizes (default); small: the sizes of npm test and sweeps
   --json          the report as JSON on stdout
   --trace ID      trace conversation ID (otherwise a violation replays the seed with its conversation traced)
-  --<field> N     override any field of SimConfig (sim/scenarios.ts), e.g. --users 5000 --push-loss 0.1`;
+  --<field> N     override any field of SimConfig (sim/scenarios.ts), e.g. --users 5000 --push-loss 0.1
+  --help          this text
+  exit code: 0 when every checker passes, 1 on a violation, 2 on a usage mistake`;
 
 /** A parsed command line. */
 export interface CliArgs {
@@ -32,6 +35,7 @@ function camel(flag: string): string {
 
 /** Parses the command line; throws an Error with the usage on a mistake. */
 export function parseArgs(argv: readonly string[], defaultSeed: () => number): CliArgs {
+  if (argv.includes("--help") || argv.includes("-h")) throw new HelpRequested(USAGE);
   const [scenario, ...rest] = argv;
   if (!SCENARIOS.includes(scenario as ScenarioName)) throw new Error(`unknown scenario ${JSON.stringify(scenario ?? "")}\n${USAGE}`);
   let seed: number | undefined;
@@ -86,6 +90,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   try {
     args = parseArgs(argv, () => Math.floor(Math.random() * 0x1_0000_0000));
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      io.out(`${error.message}\n`);
+      return 0;
+    }
     io.err(`${(error as Error).message}\n`);
     return 2;
   }

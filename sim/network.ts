@@ -1,103 +1,134 @@
-import type { FetchOutcome, SyncOutcome } from "../server/core/messaging.js";
-import type { StoredMessage } from "../server/core/model.js";
-import type { ClientCursor } from "../client/sync-engine.js";
-import type { Faults, PushFate } from "./fault-plan.js";
+import type { ConnectError } from "@connectrpc/connect";
+import type { ConnectRequest, ConnectResponse, Disconnect } from "../gen/im/v1/gateway_pb.js";
+import type { ClientRequest } from "../client/client-protocol.js";
+import type { Connection } from "../server/gateway/connection.js";
+import type { RequestLoop } from "../server/gateway/request-loop.js";
+import type { Faults } from "./fault-plan.js";
 import type { GatewayNode } from "./gateway-node.js";
 import type { Scheduler } from "./scheduler.js";
-import type { Device } from "./device.js";
 import type { Stats } from "./stats.js";
 
-/** Something delivered to a device's connections: a message, or a read position. */
-export type Push =
-  | { readonly kind: "message"; readonly message: StoredMessage }
-  | { readonly kind: "read"; readonly conversationId: string; readonly readSeq: number };
+/** Whoever holds the client end of a link: a device running the client core, or an adversary. */
+export interface LinkClient {
+  readonly index: number;
+  readonly name: string;
+  readonly userId: string;
+  /** Reads pushes slowly while faults are on. */
+  readonly slow: boolean;
+  /** An adversarial client (sim/adversary.ts), not a device. */
+  readonly adversary: boolean;
+}
 
-/** Why a connection ended, as the client learns it (the sim's DisconnectReason plus network causes). */
-export type DisconnectCause = "slow-consumer" | "heartbeat-timeout" | "reset" | "refused" | "request-failed";
-
-/** A frame from a client to its gateway node; `requestId` comes back in the answer. */
+/** A frame from a client to its gateway node, in the long connection's wire types. */
 export type ClientFrame =
-  | { readonly kind: "send"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly toUserId: string; readonly clientMsgId: string }
-  | { readonly kind: "sync"; readonly link: Link; readonly requestId: number; readonly cursors: readonly ClientCursor[] }
-  | { readonly kind: "fetch"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly afterSeq: number; readonly upToSeq: number }
-  | { readonly kind: "markRead"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly readSeq: number };
+  /** The stream opens: its request headers, with the bearer token. */
+  | { readonly kind: "open"; readonly link: Link; readonly token: string }
+  | { readonly kind: "request"; readonly link: Link; readonly request: ConnectRequest };
 
-/** A frame from a gateway node to a client. `undefined` outcomes are errors. */
+/** A frame from a gateway node to a client. */
 export type ServerFrame =
-  | { readonly kind: "send"; readonly link: Link; readonly requestId: number; readonly message: StoredMessage | undefined; readonly retryable: boolean }
-  | { readonly kind: "sync"; readonly link: Link; readonly requestId: number; readonly outcome: SyncOutcome | undefined }
-  | { readonly kind: "fetch"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly outcome: FetchOutcome | undefined }
-  | { readonly kind: "markRead"; readonly link: Link; readonly requestId: number; readonly conversationId: string; readonly readSeq: number | undefined }
-  | { readonly kind: "push"; readonly link: Link; readonly push: Push }
-  | { readonly kind: "disconnect"; readonly link: Link; readonly cause: DisconnectCause };
+  | { readonly kind: "reply"; readonly link: Link; readonly response: ConnectResponse }
+  /** A publication's device frame: the enveloped bytes the lean path writes to every stream. */
+  | { readonly kind: "push"; readonly link: Link; readonly bytes: Uint8Array; readonly size: number }
+  /** The server ends the stream: after a disconnect frame, or with an error status (a refusal). */
+  | { readonly kind: "end"; readonly link: Link; readonly disconnect: Disconnect | undefined; readonly error: ConnectError | undefined };
 
 /**
- * One long connection: the client's stream and, once the node has seen its first frame, the
- * node's registered connection (the PushTarget). Frames in each direction arrive in the order
- * they were sent (a TCP stream), each after a drawn latency; a dropped or closed link loses
- * every frame still in flight. Plain fields only: a million of these must stay small.
+ * One long connection: the client's stream and, once a node process accepted it, the
+ * server's side of it (the production Connection and RequestLoop). Frames in each direction
+ * arrive in the order they were sent (a TCP stream), each after a drawn latency; a dropped or
+ * closed link loses every frame still in flight. Plain fields only: a million of these must
+ * stay small.
  */
 export class Link {
-  readonly connectionId: string;
-  readonly device: Device;
+  readonly id: number;
+  readonly client: LinkClient;
   readonly node: GatewayNode;
   /** The stream exists; false once it was dropped, refused or closed by either side. */
   up = true;
-  /** Registered at the node (attached to the router). */
-  attached = false;
-  /** The node queued its final frame (a disconnect): it sends nothing more. */
-  ending = false;
-  /** The node incarnation that attached it (0: not attached yet). */
+  /** The node process that accepted it (0: none yet). */
   generation = 0;
-  /** Index in the node's connection array while attached. */
+  /** Index in the node's link array while held there (-1: not held). */
   slot = -1;
+  /** The server's connection, once the token was verified. */
+  conn: Connection | undefined = undefined;
+  /** The server's request loop, once the hub registered the connection. */
+  loop: RequestLoop | undefined = undefined;
+  /** Requests that arrived before the loop started, answered when it starts. */
+  held: ConnectRequest[] | undefined = undefined;
+  /** Virtual time at which the hub registered the connection (-1: not yet). */
+  attachedAtMs = -1;
+  /** What the node has read from the client so far (frames and HTTP/2 PING acks): the socket's bytesRead. */
+  nodeBytes = 0;
   /** Earliest arrival of the next frame towards the node / towards the client (FIFO). */
   upAt = 0;
   downAt = 0;
-  /** When the node last heard from the client. */
-  heardAtMs = 0;
-  /** Pushes on their way to the client (the node's queue bound counts these). */
+  /** Pushes on their way to the client, and their bytes (the connection's queue bounds count these). */
   queued = 0;
-  /** Sends of this connection, applied in the order written (as the gateway does). */
-  sendChain: Promise<void> | undefined = undefined;
+  queuedBytes = 0;
+  /**
+   * The client's requests waiting for an answer (for the answer checker): request ids and
+   * requests side by side, few at a time (an array: a million links must stay small).
+   */
+  requests: (number | ClientRequest)[] | undefined = undefined;
+  /** The highest seq pushed on this link, per conversation, as the client received them (for the push checker). */
+  pushed: Map<string, number> | undefined = undefined;
+  /** Seqs owed to this link that a later push skipped, per conversation (for the push checker). */
+  holes: Map<string, number[]> | undefined = undefined;
 
-  constructor(id: number, device: Device, node: GatewayNode) {
-    this.connectionId = `c${id}`;
-    this.device = device;
+  constructor(id: number, client: LinkClient, node: GatewayNode) {
+    this.id = id;
+    this.client = client;
     this.node = node;
   }
 
-  get userId(): string {
-    return this.device.userId;
+  get name(): string {
+    return `l${this.id}`;
   }
 
-  push(push: Push): void {
-    this.node.pushTo(this, push);
+  get userId(): string {
+    return this.client.userId;
+  }
+
+  /** Remembers a request the client wrote, until its answer. */
+  wrote(requestId: number, request: ClientRequest): void {
+    (this.requests ??= []).push(requestId, request);
+  }
+
+  /** The request `requestId` the client wrote, forgotten now that it is answered. */
+  answered(requestId: number): ClientRequest | undefined {
+    const requests = this.requests;
+    if (requests === undefined) return undefined;
+    for (let i = 0; i < requests.length; i += 2) {
+      if (requests[i] !== requestId) continue;
+      const request = requests[i + 1] as ClientRequest;
+      requests.splice(i, 2);
+      if (requests.length === 0) this.requests = undefined;
+      return request;
+    }
+    return undefined;
   }
 }
 
-/** Who receives frames: the gateway nodes and the client driver. */
+/** Who receives frames: the gateway nodes and the clients. */
 export interface NetworkEndpoints {
   /** A client frame reached its node (the link was up). */
   atNode(frame: ClientFrame): void;
-  /** A ping reached the node. */
-  pingAtNode(link: Link): void;
   /** A server frame reached the client (the link was up). */
   atClient(frame: ServerFrame): void;
-  /** A pong reached the client. */
-  pongAtClient(link: Link): void;
   /** The client learns at once that its link was reset. */
   resetAtClient(link: Link): void;
-  /** The client learns that its connection attempt was refused (the node was down). */
+  /** The client learns that its connection attempt was refused (the node was down or draining). */
   refusedAtClient(link: Link): void;
   /** The node learns at once that a link was reset or closed by the client. */
   goneAtNode(link: Link): void;
 }
 
 /**
- * The simulated network: latency and jitter on every hop, FIFO per connection direction,
- * push faults (loss, duplication, reordering outside FIFO, slow consumers), drops with or
- * without a reset, and the hop between gateway nodes.
+ * The simulated client-gateway network: latency and jitter on every hop, FIFO per connection
+ * direction, slow readers, HTTP/2 PINGs answered by the client's stack, and drops with or
+ * without a reset. A stream loses nothing while it is up: pushes are lost, duplicated or
+ * reordered only on the hop between processes (sim/broker-bus.ts).
  */
 export class Network {
   readonly #sched: Scheduler;
@@ -117,9 +148,9 @@ export class Network {
     this.#endpoints = endpoints;
   }
 
-  /** A new connection attempt from `device` to `node`. */
-  open(device: Device, node: GatewayNode): Link {
-    return new Link(++this.#nextLink, device, node);
+  /** A new connection attempt from `client` to `node`. */
+  open(client: LinkClient, node: GatewayNode): Link {
+    return new Link(++this.#nextLink, client, node);
   }
 
   /** Sends a frame to the node, after every frame sent before it on this link. */
@@ -127,36 +158,21 @@ export class Network {
     this.#sched.at(this.#upTime(frame.link), this.#arriveAtNode, frame);
   }
 
-  /** Sends a ping to the node. */
-  ping(link: Link): void {
-    this.#sched.at(this.#upTime(link), this.#pingArrives, link);
-  }
-
   /** Sends a frame to the client, after every frame sent before it on this link. */
   toClient(frame: ServerFrame): void {
     this.#sched.at(this.#downTime(frame.link, 0), this.#arriveAtClient, frame);
   }
 
-  /** Answers a ping. */
-  pong(link: Link): void {
-    this.#sched.at(this.#downTime(link, 0), this.#pongArrives, link);
+  /** Writes a push; a slow reader takes `slowMs` per push, so pushes queue behind each other. */
+  push(link: Link, bytes: Uint8Array, size: number, slowMs: number): void {
+    link.queued++;
+    link.queuedBytes += size;
+    this.#sched.at(this.#downTime(link, slowMs), this.#pushArrives, { kind: "push", link, bytes, size } satisfies ServerFrame);
   }
 
-  /** Sends a push with its fate; a slow consumer takes `slowMs` per push. */
-  push(link: Link, push: Push, fate: PushFate, slowMs: number): void {
-    const frame: ServerFrame = { kind: "push", link, push };
-    if (fate === "reordered") {
-      const at = this.#sched.nowMs + this.#faults.linkLatency() + Math.floor(this.#faults.rng.between(0, this.#faults.config.reorderDelayMs));
-      link.queued++;
-      this.#sched.at(at, this.#pushArrives, frame);
-      return;
-    }
-    link.queued++;
-    this.#sched.at(this.#downTime(link, slowMs), this.#pushArrives, frame);
-    if (fate === "duplicated") {
-      link.queued++;
-      this.#sched.at(this.#downTime(link, slowMs), this.#pushArrives, frame);
-    }
+  /** An HTTP/2 PING from the node: the client's stack answers it by itself, which the node reads as bytes. */
+  probe(link: Link): void {
+    this.#sched.at(this.#downTime(link, 0), this.#probeArrives, link);
   }
 
   /**
@@ -172,7 +188,7 @@ export class Network {
     if (force || this.#faults.rng.chance(p)) this.#sched.schedule(this.#faults.linkLatency(), this.#goneArrives, link);
   }
 
-  /** The node refuses a connection attempt (it is down): the client learns one latency later. */
+  /** The node refuses a connection attempt (it is down or draining): the client learns one latency later. */
   refuse(link: Link): void {
     link.up = false;
     this.#sched.schedule(this.#faults.linkLatency(), this.#refusedArrives, link);
@@ -183,11 +199,6 @@ export class Network {
     if (!link.up) return;
     link.up = false;
     this.#sched.schedule(this.#faults.linkLatency(), this.#goneArrives, link);
-  }
-
-  /** A message between gateway nodes (the routing layer): `fn(arg)` runs at the far node. */
-  betweenNodes<T>(fn: (arg: T) => void, arg: T): void {
-    this.#sched.schedule(this.#faults.nodeLatency(), fn, arg);
   }
 
   #upTime(link: Link): number {
@@ -203,12 +214,10 @@ export class Network {
   }
 
   readonly #arriveAtNode = (frame: ClientFrame): void => {
-    if (frame.link.up) this.#endpoints!.atNode(frame);
-    else this.#stats.framesLost++;
-  };
-
-  readonly #pingArrives = (link: Link): void => {
-    if (link.up) this.#endpoints!.pingAtNode(link);
+    if (frame.link.up) {
+      frame.link.nodeBytes++;
+      this.#endpoints!.atNode(frame);
+    } else this.#stats.framesLost++;
   };
 
   readonly #arriveAtClient = (frame: ServerFrame): void => {
@@ -216,14 +225,19 @@ export class Network {
     else this.#stats.framesLost++;
   };
 
-  readonly #pongArrives = (link: Link): void => {
-    if (link.up) this.#endpoints!.pongAtClient(link);
-  };
-
-  readonly #pushArrives = (frame: ServerFrame): void => {
+  readonly #pushArrives = (frame: ServerFrame & { kind: "push" }): void => {
     frame.link.queued--;
+    frame.link.queuedBytes -= frame.size;
     if (frame.link.up) this.#endpoints!.atClient(frame);
     else this.#stats.framesLost++;
+  };
+
+  readonly #probeArrives = (link: Link): void => {
+    if (link.up) this.#sched.at(this.#upTime(link), this.#probeAcked, link);
+  };
+
+  readonly #probeAcked = (link: Link): void => {
+    if (link.up) link.nodeBytes++;
   };
 
   readonly #resetArrives = (link: Link): void => {

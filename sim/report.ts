@@ -8,16 +8,20 @@ export interface Perf {
   readonly eventsPerSec: number;
   /** Peak resident set of the process, in MB. */
   readonly maxRssMb: number;
+  /** User CPU time of the process over the run (the share of the wall time the run got). */
+  readonly userCpuMs: number;
 }
 
 /** Measures wall time and peak RSS around `work`. */
 export async function measure<T extends { readonly events: number }>(work: () => Promise<T>): Promise<{ result: T; perf: Perf }> {
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const result = await work();
   const wallMs = performance.now() - started;
+  const userCpuMs = Math.round(process.cpuUsage(cpuBefore).user / 1000);
   return {
     result,
-    perf: { wallMs: Math.round(wallMs), eventsPerSec: Math.round(result.events / Math.max(wallMs / 1000, 1e-9)), maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024) },
+    perf: { wallMs: Math.round(wallMs), eventsPerSec: Math.round(result.events / Math.max(wallMs / 1000, 1e-9)), maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024), userCpuMs },
   };
 }
 
@@ -53,17 +57,22 @@ export function formatText(result: SimResult, overrides: Partial<SimConfig>): st
       ["virtual time", `${seconds(result.virtualMs)} (faults healed at ${seconds(result.healAtMs)}, ${converged})`],
       ["messages", `${s.appSends} sent, ${s.acked} acked, ${s.stored} stored, ${s.sendsRejected} refused (outbox full), ${s.sendsFailed} failed, ${s.resends} resends`],
       ["deliveries", String(s.deliveries)],
-      ["pushes", `${s.pushes} (${s.pushesLost} lost, ${s.pushesDuplicated} duplicated, ${s.pushesReordered} reordered, ${s.pushesPartitioned} cut by partitions, ${s.framesLost} frames lost on dead links)`],
+      ["publications", `${s.publications} (on the hop between processes: ${s.publicationsLost} lost, ${s.publicationsDuplicated} duplicated, ${s.publicationsReordered} reordered, ${s.publicationsCut} cut by partitions or crashes)`],
+      ["pushes", `${s.pushes} (${s.framesLost} frames lost on dead links)`],
       ["gaps", `${s.gapsFound} found, ${s.gapsRepaired} repaired, longest repair ${s.longestRepairMs} ms, ${s.stuck} stuck`],
-      ["connections", `${s.connects} connects, ${s.refused} refused, ${s.drops} dropped, ${s.clientTimeouts} client / ${s.serverTimeouts} server heartbeat timeouts, ${s.slowConsumerDisconnects} slow consumers, ${s.failedRequests} after failed requests`],
+      ["connections", `${s.connects} connects, ${s.refused} refused, ${s.refusedStreams} streams refused, ${s.drops} dropped, ${s.clientTimeouts} client / ${s.serverTimeouts} server heartbeat timeouts, ${s.slowConsumerDisconnects} slow consumers, ${s.tokenExpiries} tokens expired, ${s.shutdownDisconnects} shutdowns, ${s.protocolErrors} protocol errors, ${s.failedRequests} after failed requests`],
       ["requests", `${s.syncs} syncs (${s.resyncs} idle resyncs), ${s.fetches} fetches, ${s.markReads} markReads, ${s.pings} pings`],
-      ["store faults", `${s.storeTimeoutsAfterWrite} timeouts after write, ${s.storeFailuresBeforeWrite} failures before write, ${s.storeReadFailures} read failures, ${s.storeCutFailures} cut off, ${s.fanoutFailures} fan-outs stopped`],
-      ["node faults", `${s.storms} storms, ${s.partitions} partitions, ${s.crashes} crashes`],
+      ["store faults", `${s.storeTimeoutsAfterWrite} timeouts after write, ${s.storeFailuresBeforeWrite} failures before write, ${s.storeReadFailures} read failures, ${s.storeCutFailures} cut off`],
+      ["node faults", `${s.storms} storms, ${s.partitions} partitions, ${s.crashes} crashes, ${s.drains} drains (${s.drainsTimedOut} timed out)`],
+      ["adversaries", `${s.adversaryProbes} probes, ${s.adversaryRefused} refused as documented`],
     ]),
   );
   lines.push("");
   lines.push("checkers");
-  lines.push(table(CHECKERS.map((name) => [name, result.checkers[name].violations === 0 ? "ok" : `${result.checkers[name].violations} violations`])));
+  lines.push(table(CHECKERS.map((name) => {
+    const r = result.checkers[name];
+    return [name, r.violations > 0 ? `${r.violations} violations` : r.on ? "ok" : "off (the run's faults reorder or lose pushes)"];
+  })));
   for (const name of CHECKERS) {
     for (const v of result.checkers[name].examples) {
       lines.push(`  - ${name}: ${v.conversationId || "-"} ${v.device || "-"} at ${v.atMs} ms: ${v.detail}`);
@@ -88,6 +97,7 @@ export function formatText(result: SimResult, overrides: Partial<SimConfig>): st
 export function formatPerf(perf: Perf): string {
   return `${table([
     ["wall time", seconds(perf.wallMs)],
+    ["user CPU", seconds(perf.userCpuMs)],
     ["events/s", String(perf.eventsPerSec)],
     ["max RSS", `${perf.maxRssMb} MB`],
   ])}\n`;

@@ -50,6 +50,20 @@ export interface SimConfig extends FaultConfig, ClientConfig {
   serverHeartbeatTimeoutMs: number;
   tickMs: number;
   pushQueueMax: number;
+  pushQueueBytesMax: number;
+  inFlightMax: number;
+  connectionsPerUserMax: number;
+  drainTimeoutMs: number;
+  reconnectSpreadMs: number;
+  /** Routing: the owner-call timer, how long a call waits for its owner, how long a silent process stays in the owner directory. */
+  routingTickMs: number;
+  ownerCallTimeoutMs: number;
+  presenceTtlMs: number;
+  /** Bearer tokens minted while faults are on expire after this (0: never); the server ends a connection whose token expired. */
+  tokenTtlMs: number;
+  /** Adversarial clients, each probing a conversation it is not a member of every adversaryEveryMs during the traffic window. */
+  adversaries: number;
+  adversaryEveryMs: number;
   syncMessagesDefault: number;
   syncSessionsDefault: number;
   fetchDefault: number;
@@ -59,6 +73,18 @@ export interface SimConfig extends FaultConfig, ClientConfig {
   /** Probability per append. */
   bugLoseAckedWrite: number;
   bugFreshIdOnRetry: number;
+  /** The client's transport asks every range fetch for one message (limit 1). */
+  bugFetchOneAtATime: number;
+  /** The client's transport hands its core every fetch answer empty. */
+  bugDropFetchAnswers: number;
+  /** The store says everyone is a member of every conversation. */
+  bugEveryoneIsMember: number;
+  /** The store's readRange starts at afterSeq instead of after it. */
+  bugReadFromCursor: number;
+  /** The gateways run without conversation owners: every send runs where it arrives. */
+  bugNoOwners: number;
+  /** The gateways never push a message to its sender's connections. */
+  bugNoPushToSender: number;
   /** Event budget of the run. */
   maxEvents: number;
 }
@@ -105,6 +131,17 @@ const BASE: SimConfig = {
   serverHeartbeatTimeoutMs: 90_000,
   tickMs: 1_000,
   pushQueueMax: 1024,
+  pushQueueBytesMax: 8 * 1024 * 1024,
+  inFlightMax: 64,
+  connectionsPerUserMax: 16,
+  drainTimeoutMs: 10_000,
+  reconnectSpreadMs: 5_000,
+  routingTickMs: 100,
+  ownerCallTimeoutMs: 5_000,
+  presenceTtlMs: 30_000,
+  tokenTtlMs: 0,
+  adversaries: 2,
+  adversaryEveryMs: 1_000,
   syncMessagesDefault: 100,
   syncSessionsDefault: 200,
   fetchDefault: 200,
@@ -112,6 +149,12 @@ const BASE: SimConfig = {
   bugRedeliverSeen: 0,
   bugLoseAckedWrite: 0,
   bugFreshIdOnRetry: 0,
+  bugFetchOneAtATime: 0,
+  bugDropFetchAnswers: 0,
+  bugEveryoneIsMember: 0,
+  bugReadFromCursor: 0,
+  bugNoOwners: 0,
+  bugNoPushToSender: 0,
   maxEvents: 500_000_000,
 };
 
@@ -132,11 +175,13 @@ const ALL_FAULTS: Partial<SimConfig> = {
   partitionMaxMs: 15_000,
   partitionStore: 1,
   crashes: 2,
+  drains: 1,
   downMinMs: 2_000,
   downMaxMs: 10_000,
   storeTimeoutAfterWrite: 0.01,
   storeFailBeforeWrite: 0.01,
   storeReadFail: 0.005,
+  storeSeqSkip: 0.02,
   storeLatencyMs: 2,
   storeJitterMs: 3,
   storeTimeoutMs: 1_000,
@@ -144,6 +189,8 @@ const ALL_FAULTS: Partial<SimConfig> = {
   slowPushMs: 1_000,
   pushQueueMax: 8,
   clockSkewMs: 5_000,
+  tokenTtlMs: 15_000,
+  presenceTtlMs: 5_000,
 };
 
 const PRESETS: Record<ScenarioName, Record<Size, Partial<SimConfig>>> = {
@@ -152,8 +199,8 @@ const PRESETS: Record<ScenarioName, Record<Size, Partial<SimConfig>>> = {
     small: { users: 20_000, nodes: 4, directMessages: 2_000, rampMs: 2_000, trafficEndMs: 10_000, healAtMs: 10_000, churnShare: 0.1, churnMaxMs: 5_000 },
   },
   "group-fanout": {
-    full: { users: 100_000, devicesPerUserMax: 2, nodes: 4, groups: 40, groupSizeMax: 100_000, groupSenders: 4, groupBurst: 4, groupMessages: 400, rampMs: 10_000, trafficEndMs: 40_000, healAtMs: 40_000, pushLoss: 0.001, pushDuplicate: 0.001, pushReorder: 0.01, reorderDelayMs: 100, storeLatencyMs: 1, storeJitterMs: 1, slowShare: 0.01, slowPushMs: 20, tickMs: 5_000, checkEveryMs: 5_000 },
-    small: { users: 3_000, devicesPerUserMax: 2, nodes: 3, groups: 10, groupSizeMax: 2_000, groupSenders: 4, groupBurst: 4, groupMessages: 80, rampMs: 2_000, trafficEndMs: 12_000, healAtMs: 12_000, pushLoss: 0.005, pushDuplicate: 0.005, pushReorder: 0.02, reorderDelayMs: 100, storeLatencyMs: 1, storeJitterMs: 1, slowShare: 0.02, slowPushMs: 20 },
+    full: { users: 100_000, devicesPerUserMax: 2, nodes: 4, groups: 40, groupSizeMax: 100_000, groupSenders: 4, groupBurst: 4, groupMessages: 400, rampMs: 10_000, trafficEndMs: 40_000, healAtMs: 40_000, storeLatencyMs: 1, storeJitterMs: 1, slowShare: 0.01, slowPushMs: 20, tickMs: 5_000, checkEveryMs: 5_000 },
+    small: { users: 3_000, devicesPerUserMax: 2, nodes: 3, groups: 10, groupSizeMax: 2_000, groupSenders: 4, groupBurst: 4, groupMessages: 80, rampMs: 2_000, trafficEndMs: 12_000, healAtMs: 12_000, storeLatencyMs: 1, storeJitterMs: 1, slowShare: 0.02, slowPushMs: 20 },
   },
   "offline-sync": {
     full: { users: 20_000, devicesPerUserMax: 2, nodes: 3, groups: 100, groupSizeMax: 2_000, groupMessages: 20_000, directMessages: 20_000, offlineShare: 0.6, offlineReturnSpreadMs: 2_000, rampMs: 5_000, trafficEndMs: 60_000, healAtMs: 70_000, dropsPerMinute: 0.2, resetProbability: 0.5, storeTimeoutAfterWrite: 0.001, storeFailBeforeWrite: 0.001, pushLoss: 0.001, storeLatencyMs: 1, storeJitterMs: 1 },

@@ -1,13 +1,19 @@
+import type { Logger } from "pino";
 import { createSeededRandom } from "../server/core/clock.js";
 import { DEFAULT_LIMITS } from "../server/core/limits.js";
+import { StoreUnavailableError } from "../server/core/result.js";
+import { createRequestValidator } from "../server/gateway/request-validator.js";
+import { Adversaries } from "./adversary.js";
+import { BrokerBus } from "./broker-bus.js";
 import { Checkers, type CheckerName, type CheckerReport, type Violation } from "./checkers.js";
+import { ClientDriver } from "./client-driver.js";
+import type { Device } from "./device.js";
 import { Faults, planDiscreteFaults, Rng, type DiscreteFault } from "./fault-plan.js";
 import { StoreBackend } from "./faulty-store.js";
-import { GatewayNode, Presence, type NodeContext } from "./gateway-node.js";
+import { GatewayNode, type NodeContext } from "./gateway-node.js";
 import { Network } from "./network.js";
 import type { ScenarioName, SimConfig, Size } from "./scenarios.js";
 import { Scheduler, type RunEnd } from "./scheduler.js";
-import { ClientDriver } from "./client-driver.js";
 import { Stats } from "./stats.js";
 import { Trace } from "./trace.js";
 import { Workload } from "./workload.js";
@@ -22,6 +28,36 @@ export interface SimRun {
   readonly traceConversationId?: string;
   /** Stop after this many events (the replay stops where the violation was found). */
   readonly stopAtEvent?: number;
+}
+
+/** No fault of the run reorders or repeats a push, or moves a conversation's owner while it publishes. */
+function pushesKeepOrder(c: SimConfig): boolean {
+  return c.pushReorder === 0 && c.pushDuplicate === 0 && c.partitions === 0 && c.crashes === 0 && c.drains === 0;
+}
+
+/**
+ * No fault of the run loses a push to a live connection: none on the hop between processes,
+ * no partition, no process dying between an append and its publication, no append that is
+ * stored and reported failed (its message is never published).
+ */
+function pushesArriveAll(c: SimConfig): boolean {
+  return c.pushLoss === 0 && c.partitions === 0 && c.crashes === 0 && c.drains === 0 && c.storeTimeoutAfterWrite === 0 && pushesKeepOrder(c);
+}
+
+/**
+ * The gateway's logger: a request that failed for any reason but a store outage is a broken
+ * invariant (RequestLoop logs the cause of every INTERNAL answer); everything else is quiet.
+ */
+function reportingLogger(report: (text: string) => void): Logger {
+  const failed = (obj: unknown, message?: string): void => {
+    const err = (obj as { err?: unknown } | null)?.err;
+    if (err instanceof StoreUnavailableError) return;
+    const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    report(`${message ?? "gateway"}: ${text}`);
+  };
+  const quiet = (): void => {};
+  const logger = { level: "warn", warn: failed, error: failed, fatal: failed, info: quiet, debug: quiet, trace: quiet, child: () => logger };
+  return logger as unknown as Logger;
 }
 
 /** The outcome of a run: a function of the seed and the config only. */
@@ -61,36 +97,71 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
   const faults = new Faults(config, rng);
   const stats = new Stats();
   const trace = new Trace(run.traceConversationId);
-  const checkers = new Checkers(sched);
-  const backend = new StoreBackend((message) => {
-    stats.stored++;
-    checkers.appended(message);
+  let workload: Workload | undefined;
+  const checkers = new Checkers(sched, {
+    pushOrder: pushesKeepOrder(config),
+    pushMissing: pushesArriveAll(config),
+    fetchPage: config.fetchDefault,
+    isMember: (userId, conversationId) => workload!.isMember(userId, conversationId),
   });
+  const backend = new StoreBackend(
+    (message) => {
+      stats.stored++;
+      checkers.appended(message);
+    },
+    config.storeSeqSkip > 0 ? () => faults.active && rng.chance(config.storeSeqSkip) : undefined,
+  );
   const network = new Network(sched, faults, stats);
-  const presence = new Presence();
+  const bus = new BrokerBus(sched, faults, stats, { presenceTtlMs: config.presenceTtlMs });
   const limits = { ...DEFAULT_LIMITS, syncMessagesDefault: config.syncMessagesDefault, syncSessionsDefault: config.syncSessionsDefault, fetchDefault: config.fetchDefault };
   const nodeContext: NodeContext = {
-    sched, network, faults, stats, trace, checkers, backend, presence, random,
-    storeBugs: { loseAckedWrite: config.bugLoseAckedWrite },
-    config: { serverHeartbeatTimeoutMs: config.serverHeartbeatTimeoutMs, tickMs: config.tickMs, pushQueueMax: config.pushQueueMax, limits, epochMs: EPOCH_MS },
+    sched, network, bus, faults, stats, trace, checkers, backend, random,
+    storeBugs: { loseAckedWrite: config.bugLoseAckedWrite, everyoneIsMember: config.bugEveryoneIsMember === 1, readFromCursor: config.bugReadFromCursor === 1 },
+    bugs: { noOwners: config.bugNoOwners === 1, noPushToSender: config.bugNoPushToSender === 1 },
+    validator: createRequestValidator(),
+    logger: reportingLogger((text) => checkers.report("invariant", "", "", text)),
+    config: {
+      tickMs: config.tickMs,
+      routingTickMs: config.routingTickMs,
+      connection: {
+        pushQueueMax: config.pushQueueMax,
+        pushQueueBytesMax: config.pushQueueBytesMax,
+        inFlightMax: config.inFlightMax,
+        heartbeatTimeoutMs: config.serverHeartbeatTimeoutMs,
+        heartbeatIntervalMs: 30_000,
+      },
+      connectionsPerUserMax: config.connectionsPerUserMax,
+      ownerCallTimeoutMs: config.ownerCallTimeoutMs,
+      drainTimeoutMs: config.drainTimeoutMs,
+      reconnectSpreadMs: config.reconnectSpreadMs,
+      limits,
+      epochMs: EPOCH_MS,
+    },
   };
   const nodes: GatewayNode[] = [];
   for (let i = 0; i < config.nodes; i++) nodes.push(new GatewayNode(i, nodeContext));
   const driver = new ClientDriver({
-    sched, network, faults, stats, trace, checkers, nodes, config,
-    bugs: { skipGapRepair: config.bugSkipGapRepair === 1, redeliverSeen: config.bugRedeliverSeen === 1, freshIdOnRetry: config.bugFreshIdOnRetry === 1 },
+    sched, network, faults, stats, trace, checkers, nodes, config, epochMs: EPOCH_MS,
+    bugs: {
+      skipGapRepair: config.bugSkipGapRepair === 1,
+      redeliverSeen: config.bugRedeliverSeen === 1,
+      freshIdOnRetry: config.bugFreshIdOnRetry === 1,
+      fetchOneAtATime: config.bugFetchOneAtATime === 1,
+      dropFetchAnswers: config.bugDropFetchAnswers === 1,
+    },
   });
+  const adversaries = new Adversaries({ sched, network, faults, stats, checkers, nodes, config });
+  driver.adversaries = adversaries;
   network.connect({
     atNode: (frame) => frame.link.node.atNode(frame),
-    pingAtNode: (link) => link.node.pingAtNode(link),
     goneAtNode: (link) => link.node.gone(link),
     atClient: (frame) => driver.atClient(frame),
-    pongAtClient: (link) => driver.pongAtClient(link),
     resetAtClient: (link) => driver.resetAtClient(link),
     refusedAtClient: (link) => driver.refusedAtClient(link),
   });
-  const workload = new Workload({ config, sched, rng, driver, backend, epochMs: EPOCH_MS });
+  workload = new Workload({ config, sched, rng, driver, backend, epochMs: EPOCH_MS });
   await workload.setup();
+  adversaries.start();
 
   for (const fault of planDiscreteFaults(config, config.nodes, config.rampMs, config.healAtMs, rng)) {
     sched.at(fault.atMs, (f: DiscreteFault) => startFault(f, nodes[f.node]!), fault);
@@ -103,8 +174,10 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
     } else if (fault.kind === "partition") {
       if (node.partitioned) return;
       stats.partitions++;
-      node.partitioned = true;
-      sched.at(endAt, (n: GatewayNode) => (n.partitioned = false), node);
+      node.partition();
+      sched.at(endAt, (n: GatewayNode) => n.heal(), node);
+    } else if (fault.kind === "drain") {
+      node.drain(endAt);
     } else {
       node.crash();
       sched.at(endAt, (n: GatewayNode) => n.restart(), node);
@@ -116,7 +189,7 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
   sched.at(config.healAtMs, () => {
     faults.active = false;
     for (const node of nodes) {
-      node.partitioned = false;
+      node.heal();
       node.restart();
     }
     workload.everyoneBack();
@@ -129,9 +202,9 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
       comparing = true;
       sched.touch();
       void compare(last).then((converged) => {
-        comparing = false;
         if (converged) stats.convergedAfterMs = sched.nowMs - config.healAtMs;
         if (converged || last) done = true;
+        comparing = false;
       });
     }
     if (!last) sched.schedule(config.checkEveryMs, check, undefined);
@@ -139,7 +212,12 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
   sched.at(config.healAtMs + config.checkEveryMs, check, undefined);
   sched.at(deadline, check, undefined);
 
-  /** Compares every device with the server; `final` reports the differences as violations. */
+  /**
+   * Compares every device with the server; `final` reports the differences as violations.
+   * A pass that finds everyone converged (or the final one) also runs the end-of-run checks:
+   * what each device delivered of the conversations it caught up with, and what its live
+   * connection was pushed of them.
+   */
   async function compare(final: boolean): Promise<boolean> {
     let converged = true;
     if (final) {
@@ -149,19 +227,23 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
         checkers.report("liveness", gap.conversationId, gap.device.name, `gap open since ${gap.sinceMs} ms never repaired`);
       }
     }
+    const caughtUp: { device: Device; conversationIds: string[]; heads: number[] }[] = [];
     for (const device of driver.devices) {
       const sessions = await backend.inner.listSessions(device.userId, Number.MAX_SAFE_INTEGER);
-      const cursors = new Map(device.core.cursors().map((c) => [c.conversationId, c]));
+      let mine: { device: Device; conversationIds: string[]; heads: number[] } | undefined;
       for (const s of sessions) {
-        const c = cursors.get(s.conversationId);
-        if (c !== undefined && c.lastSeq === s.lastSeq && c.readSeq === s.readSeq) {
-          if (final) checkers.checkEnd(device, s.conversationId, s.lastSeq);
+        const c = device.core.cursor(s.conversationId);
+        if (c.lastSeq === s.lastSeq && c.readSeq === s.readSeq && (s.lastSeq > 0 || device.core.cursors().some((x) => x.conversationId === s.conversationId))) {
+          if (mine === undefined) caughtUp.push((mine = { device, conversationIds: [], heads: [] }));
+          mine.conversationIds.push(s.conversationId);
+          mine.heads.push(s.lastSeq);
           continue;
         }
         converged = false;
         if (!final) return false;
-        const mine = c === undefined ? "no cursor" : `cursor seq ${c.lastSeq} read ${c.readSeq}`;
-        checkers.report("liveness", s.conversationId, device.name, `${mine}; server seq ${s.lastSeq} read ${s.readSeq}, ${config.livenessBoundMs} ms after the heal`);
+        const known = device.core.cursors().some((x) => x.conversationId === s.conversationId);
+        const what = !known ? "no cursor" : `cursor seq ${c.lastSeq} read ${c.readSeq}`;
+        checkers.report("liveness", s.conversationId, device.name, `${what}; server seq ${s.lastSeq} read ${s.readSeq}, ${config.livenessBoundMs} ms after the heal`);
       }
       if (!final) continue;
       if (!device.live) {
@@ -174,6 +256,10 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
         const first = device.core.outbox()[0]!;
         checkers.report("liveness", first.conversationId || `to ${first.toUserId}`, device.name, `${waiting} sends never acknowledged (first: ${first.clientMsgId})`);
       }
+    }
+    for (const { device, conversationIds, heads } of caughtUp) {
+      for (let i = 0; i < conversationIds.length; i++) checkers.checkEnd(device, conversationIds[i]!, heads[i]!);
+      if (device.link !== undefined && device.live) checkers.checkEndPushes(device.link, conversationIds);
     }
     return converged;
   }

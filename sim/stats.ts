@@ -18,13 +18,16 @@ export class Stats {
   stored = 0;
   /** Messages delivered to apps (each message once per device). */
   deliveries = 0;
-  /** Pushes handed to connections. */
+  /** Messages published by their owner process (once each, on one or two channels). */
+  publications = 0;
+  /** Publications lost, duplicated or held back on the hop from the bus to a subscribed process. */
+  publicationsLost = 0;
+  publicationsDuplicated = 0;
+  publicationsReordered = 0;
+  /** Publications that did not cross a partition (or reached a process that had died). */
+  publicationsCut = 0;
+  /** Pushes written to connections (device frames). */
   pushes = 0;
-  pushesLost = 0;
-  pushesDuplicated = 0;
-  pushesReordered = 0;
-  /** Pushes dropped between partitioned nodes. */
-  pushesPartitioned = 0;
   /** Frames that arrived on a connection that no longer existed. */
   framesLost = 0;
   connects = 0;
@@ -37,6 +40,14 @@ export class Stats {
   /** Connections the server closed for silence. */
   serverTimeouts = 0;
   slowConsumerDisconnects = 0;
+  /** Connections the server ended because their token expired. */
+  tokenExpiries = 0;
+  /** Connections told SERVER_SHUTDOWN by a draining node. */
+  shutdownDisconnects = 0;
+  /** Connections the server ended with PROTOCOL_ERROR. */
+  protocolErrors = 0;
+  /** Streams refused before they were registered (token, connection bound, registration failure). */
+  refusedStreams = 0;
   /** Connections closed by the client after a failed sync or fetch. */
   failedRequests = 0;
   pings = 0;
@@ -56,11 +67,15 @@ export class Stats {
   storeReadFailures = 0;
   /** Store calls that failed because their node was cut off from the store. */
   storeCutFailures = 0;
-  /** Group fan-outs that stopped on a store failure. */
-  fanoutFailures = 0;
   storms = 0;
   partitions = 0;
   crashes = 0;
+  /** Graceful drains (SIGTERM), and those whose connections did not all close within the drain timeout. */
+  drains = 0;
+  drainsTimedOut = 0;
+  /** Probes of the adversarial clients, and those refused as documented. */
+  adversaryProbes = 0;
+  adversaryRefused = 0;
   /** Virtual ms from the heal to the moment every device matched the server (-1: never). */
   convergedAfterMs = -1;
 }

@@ -5,9 +5,15 @@ import { reproduceCommand } from "./report.js";
 import { runSimulation } from "./simulation.js";
 import type { Violation } from "./checkers.js";
 
-const USAGE = `usage: npm run sim:sweep -- [--seeds N] [--start S] [--scenario ${SCENARIOS.join("|")}|all] [--size small|full] [--jobs J] [--max-minutes M] [--<config field> <number> ...]
+export const SWEEP_USAGE = `usage: npm run sim:sweep -- [--seeds N] [--start S] [--scenario ${SCENARIOS.join("|")}|all] [--size small|full] [--jobs J] [--max-minutes M] [--<config field> <number> ...]
   runs seeds S..S+N-1 (default 1..100) of the scenario (default chaos; all: the scenarios in turn)
-  at the given size (default small), in J processes (default 1), for at most M minutes (default 60)`;
+  at the given size (default small), in J processes (default 1), for at most M minutes (default 60);
+  prints each failing seed with the command that reproduces it, exits 1 when any seed failed
+  --<field> N     override any field of SimConfig (sim/scenarios.ts) in every seed, e.g. --push-loss 0.1
+  --help          this text`;
+
+/** Thrown by the parsers for --help: its message is the usage, for stdout with exit code 0. */
+export class HelpRequested extends Error {}
 
 /** A sweep's settings. */
 export interface SweepArgs {
@@ -31,27 +37,28 @@ export interface SeedOutcome {
 
 /** Parses the sweep's command line; throws with the usage on a mistake. */
 export function parseSweepArgs(argv: readonly string[]): SweepArgs & { readonly worker: string | undefined } {
+  if (argv.includes("--help") || argv.includes("-h")) throw new HelpRequested(SWEEP_USAGE);
   const out = { seeds: 100, start: 1, scenario: "chaos" as ScenarioName | "all", size: "small" as Size, jobs: 1, maxMinutes: 60, worker: undefined as string | undefined };
   const overrides: Partial<Record<keyof SimConfig, number>> = {};
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i]!;
     const value = argv[i + 1];
-    if (!flag.startsWith("--") || value === undefined) throw new Error(`expected --flag value, got ${JSON.stringify(flag)}\n${USAGE}`);
+    if (!flag.startsWith("--") || value === undefined) throw new Error(`expected --flag value, got ${JSON.stringify(flag)}\n${SWEEP_USAGE}`);
     const key = flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     const n = Number(value);
     if (key === "scenario") {
-      if (value !== "all" && !SCENARIOS.includes(value as ScenarioName)) throw new Error(`unknown scenario ${value}\n${USAGE}`);
+      if (value !== "all" && !SCENARIOS.includes(value as ScenarioName)) throw new Error(`unknown scenario ${value}\n${SWEEP_USAGE}`);
       out.scenario = value as ScenarioName | "all";
     } else if (key === "size") {
-      if (value !== "small" && value !== "full") throw new Error(`--size must be small or full\n${USAGE}`);
+      if (value !== "small" && value !== "full") throw new Error(`--size must be small or full\n${SWEEP_USAGE}`);
       out.size = value;
     } else if (key === "worker") out.worker = value;
-    else if (!Number.isFinite(n)) throw new Error(`${flag} must be a number\n${USAGE}`);
+    else if (!Number.isFinite(n)) throw new Error(`${flag} must be a number\n${SWEEP_USAGE}`);
     else if (key === "seeds" || key === "start" || key === "jobs" || key === "maxMinutes") out[key] = n;
     else if (isConfigKey(key)) overrides[key] = n;
-    else throw new Error(`unknown option ${flag}\n${USAGE}`);
+    else throw new Error(`unknown option ${flag}\n${SWEEP_USAGE}`);
   }
-  if (out.seeds < 1 || out.jobs < 1 || out.jobs > 16) throw new Error(`--seeds must be >= 1 and --jobs in 1..16\n${USAGE}`);
+  if (out.seeds < 1 || out.jobs < 1 || out.jobs > 16) throw new Error(`--seeds must be >= 1 and --jobs in 1..16\n${SWEEP_USAGE}`);
   return { ...out, overrides: overrides as Partial<SimConfig> };
 }
 
@@ -116,6 +123,10 @@ if (process.argv[1] !== undefined && import.meta.filename === resolve(process.ar
   try {
     args = parseSweepArgs(process.argv.slice(2));
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      process.stdout.write(`${error.message}\n`);
+      process.exit(0);
+    }
     process.stderr.write(`${(error as Error).message}\n`);
     process.exit(2);
   }

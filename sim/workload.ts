@@ -1,3 +1,4 @@
+import { parseConversationId } from "../server/core/conversation-id.js";
 import type { Rng } from "./fault-plan.js";
 import type { StoreBackend } from "./faulty-store.js";
 import type { SimConfig } from "./scenarios.js";
@@ -18,6 +19,9 @@ export interface WorkloadContext {
 interface Group {
   readonly id: string;
   readonly senders: readonly number[];
+  /** Its members are users start, start + 1, ... (mod users), `size` of them. */
+  readonly start: number;
+  readonly size: number;
 }
 
 /**
@@ -77,6 +81,18 @@ export class Workload {
     if (this.#burstsLeft > 0 && this.#groups.length > 0) sched.at(config.rampMs, this.#groupPump, window / this.#burstsLeft);
   }
 
+  /** Whether `userId` is a member of `conversationId` (a workload group, or a direct conversation naming it). */
+  isMember(userId: string, conversationId: string): boolean {
+    const parsed = parseConversationId(conversationId);
+    if (parsed === undefined) return false;
+    if (parsed.kind === "direct") return parsed.userA === userId || parsed.userB === userId;
+    const g = this.#groups[Number(conversationId.slice(3))];
+    if (g === undefined || g.id !== conversationId || !userId.startsWith("u")) return false;
+    const users = this.#ctx.config.users;
+    const u = Number(userId.slice(1));
+    return Number.isInteger(u) && u >= 0 && u < users && (u - g.start + users) % users < g.size;
+  }
+
   /** Every device comes back (the heal): offline and churned users included. */
   everyoneBack(): void {
     for (const device of this.#ctx.driver.devices) if (device.away) this.#ctx.driver.comeBack(device);
@@ -97,7 +113,7 @@ export class Workload {
       const senders: number[] = [];
       const offset = rng.int(size);
       for (let s = 0; s < Math.min(config.groupSenders, size); s++) senders.push((start + ((offset + s) % size)) % users);
-      this.#groups.push({ id, senders });
+      this.#groups.push({ id, senders, start, size });
     }
   }
 

@@ -8,6 +8,8 @@ const PURE = [
   "server/route/hub.ts",
   "server/route/publication.ts",
   "server/route/channel-publisher.ts",
+  "server/gateway/connection.ts",
+  "server/gateway/drain.ts",
   "client/sync-engine.ts",
   "client/client-core.ts",
   "client/client-settings.ts",

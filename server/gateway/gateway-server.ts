@@ -5,13 +5,13 @@ import { randomInt } from "node:crypto";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { DisconnectReason } from "../../gen/im/v1/gateway_pb.js";
 import type { Clock } from "../core/clock.js";
 import type { Messaging } from "../core/messaging.js";
 import type { Hub } from "../route/hub.js";
 import type { TokenVerifier } from "./auth.js";
 import type { ConnectionLimits } from "./connection.js";
 import { createConversationService } from "./conversation-service.js";
+import { drainConnections } from "./drain.js";
 import { GatewayOperations, type Ownership } from "./gateway-operations.js";
 import { createGatewayService, type GatewayServiceDeps } from "./gateway-service.js";
 import { ConnectionRegistry } from "./connection-registry.js";
@@ -241,13 +241,11 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
         const spreadMs = closeOptions.reconnectSpreadMs ?? 5000;
         options.onDrain?.();
         const stopped = new Promise<void>((resolve) => tcp.close(() => resolve()));
-        for (const conn of registry) {
-          conn.disconnect(DisconnectReason.SERVER_SHUTDOWN, "server shutting down: reconnect after reconnect_after_ms", randomInt(0, spreadMs + 1));
-        }
-        const deadline = Date.now() + drainTimeoutMs;
-        while ((registry.size > 0 || [...registry].some((c) => c.inFlight > 0)) && Date.now() < deadline) {
-          await new Promise((r) => setTimeout(r, 20));
-        }
+        await drainConnections(registry, { drainTimeoutMs, reconnectSpreadMs: spreadMs }, {
+          clock,
+          randomInt: (maxExclusive) => randomInt(0, maxExclusive),
+          wait: (ms) => new Promise((r) => setTimeout(r, ms)),
+        });
         clearInterval(ticker);
         for (const socket of sockets) socket.end();
         setTimeout(() => {

@@ -1,17 +1,19 @@
 import { describe, expect, it } from "vitest";
 import type { StoredMessage } from "../../server/core/model.js";
-import { Checkers, logicalId } from "../../sim/checkers.js";
+import { Checkers, logicalId, type CheckerOptions } from "../../sim/checkers.js";
+import type { Link } from "../../sim/network.js";
 
 const clock = { nowMs: 0, events: 0 };
-const alice = { index: 0, name: "u0/0" };
-const bob = { index: 1, name: "u1/0" };
+const alice = { index: 0, name: "u0/0", userId: "u0" };
+const bob = { index: 1, name: "u1/0", userId: "u1" };
+const OPTIONS: CheckerOptions = { pushOrder: true, pushMissing: true, fetchPage: 10, isMember: (userId, id) => id === "g:g0" || id.includes(userId) };
 
 function msg(seq: number, clientMsgId = `0-${seq}`, conversationId = "g:g0"): StoredMessage {
   return { conversationId, seq, prevSeq: seq - 1, messageId: `m${conversationId}${seq}`, senderId: "u0", sentAtMs: 0, contentType: "text/plain", data: new Uint8Array(), clientMsgId };
 }
 
 function logOf(n: number): { checkers: Checkers; log: StoredMessage[] } {
-  const checkers = new Checkers(clock);
+  const checkers = new Checkers(clock, OPTIONS);
   const log = Array.from({ length: n }, (_, i) => msg(i + 1));
   for (const m of log) checkers.appended(m);
   return { checkers, log };
@@ -46,7 +48,7 @@ describe("Checkers", () => {
   });
 
   it("duplicate: one send stored twice, under its clientMsgId or a renamed retry of it", () => {
-    const checkers = new Checkers(clock);
+    const checkers = new Checkers(clock, OPTIONS);
     checkers.appended(msg(1, "0-7"));
     checkers.appended(msg(2, "0-7~2"));
     expect(checkers.reports().duplicate.violations).toBe(1);
@@ -66,11 +68,23 @@ describe("Checkers", () => {
     const { checkers, log } = logOf(3);
     checkers.delivered(alice, log[0]!);
     checkers.checkEnd(alice, "g:g0", 3);
-    expect(checkers.reports().loss.examples[0]?.detail).toContain("seqs 2..3 were never delivered");
+    expect(checkers.reports().loss.examples[0]?.detail).toContain("cursor at seq 3 but 2 messages from seq 2 were never delivered");
+  });
+
+  it("readOrder: a read position shown to the app that moves back, per device and conversation", () => {
+    const { checkers } = logOf(5);
+    checkers.readMoved(alice, "g:g0", 2);
+    checkers.readMoved(alice, "g:g0", 4);
+    checkers.readMoved(bob, "g:g0", 1);
+    checkers.readMoved(alice, "d:u0:u1", 1);
+    expect(checkers.total()).toBe(0);
+    checkers.readMoved(alice, "g:g0", 3);
+    expect(checkers.reports().readOrder.violations).toBe(1);
+    expect(checkers.first).toMatchObject({ checker: "readOrder", conversationId: "g:g0", device: "u0/0", detail: "read position moved back from seq 4 to seq 3" });
   });
 
   it("invariant: a store append that breaks the chain", () => {
-    const checkers = new Checkers(clock);
+    const checkers = new Checkers(clock, OPTIONS);
     checkers.appended(msg(1));
     checkers.appended(msg(3));
     expect(checkers.first?.checker).toBe("invariant");
@@ -78,8 +92,179 @@ describe("Checkers", () => {
 
   it("keeps counting past the examples it shows", () => {
     const { checkers, log } = logOf(1);
-    for (let i = 0; i < 8; i++) checkers.delivered({ index: 2 + i, name: `d${i}` }, { ...log[0]!, seq: 5, prevSeq: 4, messageId: "x" });
+    for (let i = 0; i < 8; i++) checkers.delivered({ index: 2 + i, name: `d${i}`, userId: "u9" }, { ...log[0]!, seq: 5, prevSeq: 4, messageId: "x" });
     expect(checkers.reports().loss).toMatchObject({ violations: 8 });
     expect(checkers.reports().loss.examples).toHaveLength(5);
+  });
+});
+
+/** A message with a given seq and prevSeq (logs of a store that skips seqs). */
+function sparse(seq: number, prevSeq: number, conversationId = "g:g0"): StoredMessage {
+  return { ...msg(seq, `0-${seq}`, conversationId), prevSeq };
+}
+
+/** What the push checker reads of a link. */
+function linkOf(device: { index: number; name: string; userId: string }, connectionId: string, attachedAtMs: number): Link {
+  return { client: { ...device, slow: false }, name: connectionId, up: true, attachedAtMs, conn: { connectionId, ending: false }, pushed: undefined } as unknown as Link;
+}
+
+describe("Checkers on a log whose seqs skip (a takeover)", () => {
+  it("order, duplicate and checkEnd follow the log's positions, not seq arithmetic", () => {
+    const checkers = new Checkers(clock, OPTIONS);
+    const log = [sparse(1, 0), sparse(2, 1), sparse(101, 2), sparse(201, 101)];
+    for (const m of log) checkers.appended(m);
+    for (const m of log.slice(0, 3)) checkers.delivered(alice, m);
+    expect(checkers.total()).toBe(0);
+    checkers.delivered(alice, log[2]!);
+    expect(checkers.reports().duplicate.violations).toBe(1);
+    checkers.delivered(bob, log[0]!);
+    checkers.delivered(bob, log[2]!);
+    expect(checkers.reports().order.examples[0]?.detail).toContain("delivered seq 101 after seq 1: 1 messages (from seq 2)");
+    checkers.checkEnd(alice, "g:g0", 201);
+    expect(checkers.reports().loss.examples[0]?.detail).toContain("1 messages from seq 201 were never delivered");
+    expect(checkers.head("g:g0")).toBe(201);
+    expect(checkers.indexOf("g:g0", 101)).toBe(2);
+    expect(checkers.indexOf("g:g0", 50)).toBe(-1);
+  });
+
+  it("invariant: an append that goes back or breaks the chain; a skip forward is fine", () => {
+    const checkers = new Checkers(clock, OPTIONS);
+    checkers.appended(sparse(1, 0));
+    checkers.appended(sparse(101, 1));
+    expect(checkers.total()).toBe(0);
+    checkers.appended(sparse(150, 100));
+    expect(checkers.first?.checker).toBe("invariant");
+  });
+});
+
+describe("push checkers", () => {
+  function setup(options: Partial<CheckerOptions> = {}) {
+    const now = { nowMs: 0, events: 0 };
+    const checkers = new Checkers(now, { ...OPTIONS, ...options });
+    const append = (seq: number, atMs: number, origin = "") => {
+      now.nowMs = atMs;
+      const m = msg(seq);
+      checkers.appended(m);
+      checkers.published(m, origin);
+      return m;
+    };
+    return { checkers, append, now };
+  }
+
+  it("pushOrder: a push of a conversation at or below the last one pushed on the connection", () => {
+    const { checkers, append } = setup({ pushMissing: false });
+    const [m1, m2] = [append(1, 10), append(2, 20)];
+    const link = linkOf(alice, "c1", 5);
+    checkers.pushed(link, m2);
+    checkers.pushed(link, m1);
+    expect(checkers.first).toMatchObject({ checker: "pushOrder", detail: "connection c1 was pushed seq 1 after seq 2" });
+  });
+
+  it("pushMissing: seqs stored after registration that never reached the connection, except its own sends and what came before it", () => {
+    const { checkers, append } = setup();
+    const log = [append(1, 1), append(2, 10), append(3, 11, "c1"), append(4, 12), append(5, 13)];
+    const link = linkOf(alice, "c1", 5);
+    checkers.pushed(link, log[1]!);
+    expect(checkers.total()).toBe(0);
+    checkers.pushed(link, log[4]!);
+    expect(checkers.total()).toBe(0);
+    checkers.linkEnded(link);
+    expect(checkers.reports().pushMissing.examples[0]?.detail).toBe("connection c1 was never pushed 1 messages before the connection ended (seq 4), stored after it was registered at 5 ms");
+  });
+
+  it("a hole filled later is a reordering, not a missing push", () => {
+    const { checkers, append } = setup();
+    const log = [append(1, 10), append(2, 20), append(3, 30)];
+    const link = linkOf(alice, "c1", 5);
+    checkers.pushed(link, log[0]!);
+    checkers.pushed(link, log[2]!);
+    checkers.pushed(link, log[1]!);
+    checkers.linkEnded(link);
+    expect(checkers.reports().pushMissing.violations).toBe(0);
+    expect(checkers.first).toMatchObject({ checker: "pushOrder", detail: "connection c1 was pushed seq 2 after seq 3" });
+  });
+
+  it("pushMissing at the end: the newest message of a conversation never pushed", () => {
+    const { checkers, append } = setup();
+    append(1, 10);
+    append(2, 20);
+    const link = linkOf(alice, "c1", 5);
+    checkers.pushed(link, msg(1));
+    checkers.checkEndPushes(link, ["g:g0"]);
+    expect(checkers.first?.detail).toContain("never pushed 1 messages at the end of the run (seq 2)");
+  });
+
+  it("both stay quiet when the run's faults reorder or lose pushes", () => {
+    const { checkers, append } = setup({ pushOrder: false, pushMissing: false });
+    const log = [append(1, 10), append(2, 20), append(3, 30)];
+    const link = linkOf(alice, "c1", 5);
+    checkers.pushed(link, log[2]!);
+    checkers.pushed(link, log[0]!);
+    checkers.checkEndPushes(link, ["g:g0"]);
+    expect(checkers.total()).toBe(0);
+    expect(checkers.reports().pushOrder.on).toBe(false);
+  });
+});
+
+describe("answer checkers", () => {
+  const log = [msg(1), msg(2), msg(3), msg(4)];
+  function withLog(): Checkers {
+    const checkers = new Checkers(clock, OPTIONS);
+    for (const m of log) checkers.appended(m);
+    return checkers;
+  }
+  const sync = (lastSeq: number) => ({ kind: "sync" as const, cursors: [{ conversationId: "g:g0", lastSeq, readSeq: 0 }], resync: false });
+  const session = (messages: StoredMessage[], hasMoreMessages = false) => ({ kind: "sync" as const, answer: { sessions: [{ conversationId: "g:g0", lastSeq: 4, readSeq: 0, messages, hasMoreMessages }], removedConversationIds: [], hasMoreSessions: false } });
+
+  it("a sync must bring the messages right after the cursor, up to the head", () => {
+    const checkers = withLog();
+    checkers.answered(alice, sync(2), session(log.slice(2)));
+    checkers.answered(alice, sync(2), session(log.slice(2, 3), true));
+    expect(checkers.total()).toBe(0);
+    checkers.answered(alice, sync(2), session(log.slice(1)));
+    expect(checkers.first?.detail).toBe("a sync (cursor 2) answered seq 2 (prev 1) where the log has seq 3");
+    checkers.answered(alice, sync(2), session(log.slice(2, 3)));
+    expect(checkers.reports().answers.examples[1]?.detail).toBe("a sync (cursor 2) answered up to seq 3 of head 4 and no more to come");
+  });
+
+  it("a sync must not answer sessions of conversations the user is not in (access)", () => {
+    const checkers = withLog();
+    checkers.answered(alice, sync(0), { kind: "sync", answer: { sessions: [{ conversationId: "d:u1:u2", lastSeq: 0, readSeq: 0, messages: [], hasMoreMessages: false }], removedConversationIds: [], hasMoreSessions: false } });
+    expect(checkers.first?.checker).toBe("access");
+  });
+
+  it("a fetch must bring exactly its range", () => {
+    const checkers = withLog();
+    const fetch = { kind: "fetch" as const, conversationId: "g:g0", afterSeq: 1, upToSeq: 3 };
+    checkers.answered(alice, fetch, { kind: "fetch", messages: log.slice(1, 3), hasMore: false });
+    expect(checkers.total()).toBe(0);
+    checkers.answered(alice, fetch, { kind: "fetch", messages: log.slice(1, 2), hasMore: false });
+    expect(checkers.first?.detail).toBe("a fetch (1, 3] answered 1 of its 2 messages and no more to come");
+    checkers.answered(alice, fetch, { kind: "fetch", messages: log.slice(1, 4), hasMore: false });
+    expect(checkers.reports().answers.examples[1]?.detail).toBe("a fetch (1, 3] answered seq 4, beyond the range");
+  });
+
+  it("a markRead never moves back; a refusal other than UNAVAILABLE is a finding", () => {
+    const checkers = withLog();
+    checkers.answered(alice, { kind: "markRead", conversationId: "g:g0", readSeq: 3 }, { kind: "markRead", readSeq: 2 });
+    checkers.refused(alice, { kind: "fetch", conversationId: "g:g0", afterSeq: 0, upToSeq: 0 }, 14, "store down");
+    checkers.refused(alice, { kind: "fetch", conversationId: "g:g0", afterSeq: 0, upToSeq: 9 }, 11, "seq 9 is beyond the conversation's last seq 4");
+    expect(checkers.reports().answers.violations).toBe(2);
+    expect(checkers.reports().answers.examples[1]?.detail).toBe("the server refused a fetch of the client: OutOfRange: seq 9 is beyond the conversation's last seq 4");
+  });
+
+  it("fetches: a gap repaired in more fetches than its pages need", () => {
+    const checkers = withLog();
+    checkers.gapRepaired(alice, "g:g0", 25, 4, 0);
+    checkers.gapRepaired(alice, "g:g0", 25, 5, 1);
+    expect(checkers.total()).toBe(0);
+    checkers.gapRepaired(alice, "g:g0", 3, 3, 0);
+    expect(checkers.first).toMatchObject({ checker: "fetches", detail: "a gap of 3 messages took 3 fetches (bound 2: pages of 10, 0 connections lost meanwhile)" });
+  });
+
+  it("stuck: a gap the client gave up on", () => {
+    const checkers = withLog();
+    checkers.stuck(alice, "g:g0", 2);
+    expect(checkers.first).toMatchObject({ checker: "stuck", conversationId: "g:g0", device: "u0/0" });
   });
 });

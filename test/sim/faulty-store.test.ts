@@ -25,7 +25,7 @@ async function settle<T>(sched: Scheduler, work: () => Promise<T>): Promise<Prom
     sched.touch();
     work().then((value) => (outcome = { status: "fulfilled", value }), (reason: unknown) => (outcome = { status: "rejected", reason }));
   }, undefined);
-  await sched.run({ untilMs: 1_000_000, maxEvents: 1000, stop: () => outcome !== undefined });
+  await sched.run({ untilMs: 1_000_000, maxEvents: 100_000, stop: () => outcome !== undefined });
   return outcome!;
 }
 
@@ -63,6 +63,26 @@ describe("FaultyStore", () => {
     const { sched, store } = open({ storeLatencyMs: 7, storeJitterMs: 0 });
     expect(await settle(sched, () => store.getConversation("g:t"))).toEqual({ status: "fulfilled", value: undefined });
     expect(sched.nowMs).toBe(7);
+  });
+
+  it("appends of one conversation, each with its own latency, get seqs and settle in the order they were issued", async () => {
+    const { sched, store, backend } = open({ storeLatencyMs: 1, storeJitterMs: 20, storeFailBeforeWrite: 0.2 });
+    await backend.inner.createGroup({ id: "g:t", title: "", ownerId: "a", createdAtMs: 0 }, ["a"]);
+    const settled: number[] = [];
+    const outcome = await settle(sched, () =>
+      Promise.allSettled(Array.from({ length: 40 }, (_, i) => {
+        const p = store.append({ ...newMessage, clientMsgId: `k${i}`, messageId: `m${i}` });
+        p.then(() => settled.push(i), () => settled.push(i));
+        return p;
+      })),
+    );
+    const results = (outcome as PromiseFulfilledResult<PromiseSettledResult<{ message: StoredMessage }>[]>).value;
+    expect(settled).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    const seqs = results.flatMap((r) => (r.status === "fulfilled" ? [r.value.message.seq] : []));
+    expect(seqs.length).toBeGreaterThan(20);
+    expect(results.some((r) => r.status === "rejected")).toBe(true);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(sched.nowMs).toBeGreaterThan(20);
   });
 
   it("the deliberate lose-acked-write bug acknowledges an append it never wrote", async () => {

@@ -29,6 +29,15 @@ describe("sim CLI", () => {
     expect(out.trimEnd().endsWith("FAILED")).toBe(true);
   });
 
+  it("--help: the usage on stdout, exit code 0, nothing run", async () => {
+    const { code, out, err } = await cli(["--help"]);
+    expect(code).toBe(0);
+    expect(out).toMatch(/^usage: npm run sim -- <million\|/);
+    expect(out).toContain("--seed N");
+    expect(err).toBe("");
+    expect((await cli(["chaos", "--help"])).code).toBe(0);
+  });
+
   it("writes JSON with --json", async () => {
     const { code, out } = await cli(["chaos", "--seed", "3", "--size", "small", "--json", "--users", "40"]);
     expect(code).toBe(0);

@@ -35,8 +35,9 @@ describe("simulator regressions", () => {
  * simulation depends on now.
  */
 describe("the production client in the simulator", () => {
+  // Tokens that never expire: an expiring one makes the client reconnect and sync, which repairs the tail too.
   it("chaos seed 1, resyncIntervalMs 0: a lost push at the tail of a conversation is never repaired while the connection stays up", async () => {
-    const off = await run("chaos", 1, { resyncIntervalMs: 0 });
+    const off = await run("chaos", 1, { resyncIntervalMs: 0, tokenTtlMs: 0 });
     expect(off.first?.checker).toBe("liveness");
     expect(details(off).some((d) => /no cursor|cursor seq \d+ read \d+; server seq/.test(d))).toBe(true);
     expect((await run("chaos", 1)).ok).toBe(true);

@@ -33,7 +33,7 @@ describe("runSimulation()", () => {
   it("chaos injects every kind of fault (over two seeds: one seed may draw no slow consumer)", async () => {
     const [a, b] = [(await run("chaos", 1)).stats, (await run("chaos", 2)).stats];
     const s = Object.fromEntries(Object.entries(a).map(([k, v]) => [k, typeof v === "number" ? v + Number((b as unknown as Record<string, number>)[k] ?? 0) : v])) as typeof a;
-    for (const counter of [s.pushesLost, s.pushesDuplicated, s.pushesReordered, s.pushesPartitioned, s.drops, s.refused, s.storms, s.partitions, s.crashes, s.storeTimeoutsAfterWrite, s.storeFailuresBeforeWrite, s.storeReadFailures, s.storeCutFailures, s.slowConsumerDisconnects, s.gapsFound, s.resends]) {
+    for (const counter of [s.publicationsLost, s.publicationsDuplicated, s.publicationsReordered, s.publicationsCut, s.drops, s.refused, s.storms, s.partitions, s.crashes, s.storeTimeoutsAfterWrite, s.storeFailuresBeforeWrite, s.storeReadFailures, s.storeCutFailures, s.slowConsumerDisconnects, s.gapsFound, s.resends, s.tokenExpiries, s.shutdownDisconnects, s.drains, s.adversaryRefused]) {
       expect(counter).toBeGreaterThan(0);
     }
   });
@@ -49,17 +49,34 @@ describe("runSimulation()", () => {
 
   describe("the checkers bite: a deliberate bug is reported by the right checker", () => {
     it.each([
-      ["the engine skips gap repair", { bugSkipGapRepair: 1 }, "order", "skipped or reordered"],
-      ["the engine delivers a message again when it arrives again", { bugRedeliverSeen: 1 }, "duplicate", "again"],
-      ["the store loses a write after acknowledging it", { bugLoseAckedWrite: 0.02 }, "loss", "is not in the log"],
-      ["the client retries a send under a new clientMsgId", { bugFreshIdOnRetry: 1 }, "duplicate", "stored twice"],
-    ] as const)("%s: %s", async (_name, bug, checker, detail) => {
-      const result = await run("chaos", 1, bug);
+      ["the engine skips gap repair", "chaos", { bugSkipGapRepair: 1 }, "order", "skipped or reordered"],
+      ["the engine delivers a message again when it arrives again", "chaos", { bugRedeliverSeen: 1 }, "duplicate", "again"],
+      ["the store loses a write after acknowledging it", "chaos", { bugLoseAckedWrite: 0.02 }, "loss", "is not in the log"],
+      ["the client retries a send under a new clientMsgId", "chaos", { bugFreshIdOnRetry: 1 }, "duplicate", "stored twice"],
+      ["the gateways run without conversation owners", "group-fanout", { bugNoOwners: 1 }, "pushOrder", "was pushed seq"],
+      ["the gateways never push a message to its sender's other devices", "group-fanout", { bugNoPushToSender: 1 }, "pushMissing", "was never pushed"],
+      ["the store's readRange starts at the cursor", "chaos", { bugReadFromCursor: 1 }, "answers", "where the log has"],
+      ["the client fetches one message at a time", "chaos", { bugFetchOneAtATime: 1 }, "fetches", "fetches (bound"],
+      ["the client loses its fetch answers", "chaos", { bugDropFetchAnswers: 1 }, "stuck", "reported stuck"],
+      ["the store says everyone is a member", "chaos", { bugEveryoneIsMember: 1 }, "access", "instead of refused"],
+    ] as const)("%s: %s", async (_name, scenario, bug, checker, detail) => {
+      const result = await run(scenario, 1, bug);
       expect(result.ok).toBe(false);
       expect(result.first?.checker).toBe(checker);
       expect(result.first?.detail).toContain(detail);
       expect(result.first?.conversationId).not.toBe("");
       expect(result.checkers.invariant.violations).toBe(0);
     });
+  });
+
+  it("turns the push checkers on only where the faults keep every push and its order", async () => {
+    const fanout = await run("group-fanout", 1);
+    expect([fanout.checkers.pushOrder.on, fanout.checkers.pushMissing.on]).toEqual([true, true]);
+    expect(fanout.stats.fetches).toBe(0);
+    const chaos = await run("chaos", 1);
+    expect([chaos.checkers.pushOrder.on, chaos.checkers.pushMissing.on]).toEqual([false, false]);
+    const lossy = await run("group-fanout", 1, { pushLoss: 0.01 });
+    expect([lossy.checkers.pushOrder.on, lossy.checkers.pushMissing.on]).toEqual([true, false]);
+    expect(lossy.ok).toBe(true);
   });
 });

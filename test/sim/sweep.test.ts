@@ -1,5 +1,7 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { formatSweep, parseSweepArgs, sweep } from "../../sim/sweep.js";
+import { formatSweep, HelpRequested, parseSweepArgs, sweep, SWEEP_USAGE } from "../../sim/sweep.js";
 
 describe("sim sweep", () => {
   it("runs the seeds in turn and reports each failing one with the command that reproduces it", async () => {
@@ -23,6 +25,14 @@ describe("sim sweep", () => {
       [2, "offline-sync", true],
     ]);
     expect(formatSweep(args, outcomes)).toContain("2 of 2 seeds run (all, small), 0 failed");
+  });
+
+  it("--help: the usage on stdout, exit code 0, no seed run", async () => {
+    expect(() => parseSweepArgs(["--seeds", "3", "--help"])).toThrow(HelpRequested);
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", "sim/sweep.ts", "--help"], { cwd: process.cwd() });
+    expect(stdout).toBe(`${SWEEP_USAGE}\n`);
+    expect(stdout).toContain("--seeds N");
+    expect(stderr).toBe("");
   });
 
   it("refuses unknown options", () => {

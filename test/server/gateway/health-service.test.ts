@@ -24,11 +24,24 @@ afterEach(async () => {
 });
 
 /** A health service on a real HTTP/2 loopback server, and a grpc-js client for it. */
-async function start(options?: HealthServiceOptions): Promise<{ health: HealthService; client: grpc.Client }> {
+async function start(options?: HealthServiceOptions): Promise<{ health: HealthService; client: grpc.Client; callsClosed: (n: number) => Promise<void> }> {
   const health = createHealthService(options);
   const server = http2.createServer(connectNodeAdapter({ routes: (router) => health.register(router) }));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => sessions.add(session));
+  // Calls the server has seen end: the adapter's own close listener (registered first) aborts
+  // the handler's signal; one macrotask later the handler has run its finally.
+  let closedCalls = 0;
+  const waiting: { n: number; resolve: () => void }[] = [];
+  server.on("request", (request: http2.Http2ServerRequest) => {
+    request.once("close", () =>
+      setImmediate(() => {
+        closedCalls += 1;
+        for (const w of waiting.filter((w) => w.n <= closedCalls)) w.resolve();
+      }),
+    );
+  });
+  const callsClosed = (n: number): Promise<void> => (n <= closedCalls ? Promise.resolve() : new Promise((resolve) => waiting.push({ n, resolve })));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -38,7 +51,7 @@ async function start(options?: HealthServiceOptions): Promise<{ health: HealthSe
     for (const session of sessions) session.destroy();
     await new Promise((resolve) => server.close(resolve));
   });
-  return { health, client };
+  return { health, client, callsClosed };
 }
 
 function check(client: grpc.Client, service: string): Promise<HealthCheckResponse> {
@@ -156,7 +169,7 @@ describe("Watch", () => {
   });
 
   it("refuses a watcher beyond watchersMax with RESOURCE_EXHAUSTED, and frees the slot on cancel", async () => {
-    const { client } = await start({ watchersMax: 2 });
+    const { client, callsClosed } = await start({ watchersMax: 2 });
     const first = watch(client, "");
     const second = watch(client, "");
     expect(await first.next()).toBe(ServingStatus.SERVING);
@@ -165,13 +178,11 @@ describe("Watch", () => {
     expect((await third.end).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     first.cancel();
     await first.end;
-    // The server learns of the cancel asynchronously: retry until the slot is free.
-    for (let attempt = 0; ; attempt += 1) {
-      const retry = watch(client, "");
-      const outcome = await Promise.race([retry.next(), retry.end]);
-      if (outcome === ServingStatus.SERVING) break;
-      expect(attempt).toBeLessThan(50);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    // The refused call and the cancelled one have ended on the server: the slot is free now.
+    await callsClosed(2);
+    const retry = watch(client, "");
+    expect(await Promise.race([retry.next(), retry.end])).toBe(ServingStatus.SERVING);
+    const fourth = watch(client, "");
+    expect((await fourth.end).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   });
 });

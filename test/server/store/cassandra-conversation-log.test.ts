@@ -208,10 +208,10 @@ describe("CassandraConversationLog: sequence ownership", () => {
       [id, BigInt(Date.now() + 600_000)],
     );
     const b = await openStore("b", { lease: { leaseMs: 2_000, clockSkewMaxMs: 200, acquireTimeoutMs: 500 } });
-    const started = Date.now();
     const error: unknown = await b.append(message(id, "w2", "b0")).catch((e: unknown) => e);
+    // It gave up at its own acquire bound, not at some later timeout.
     expect(error).toBeInstanceOf(StoreUnavailableError);
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect((error as Error).message).toContain("did not hand it over within 500 ms");
     expect(await b.readRange(id, 0, undefined, 10)).toEqual([]);
   });
 
@@ -479,12 +479,11 @@ describe("CassandraConversationLog: writer processes", () => {
     expect((await leaseRow(conversationId)).get("owner")).toBe("v");
     victim.child.kill("SIGKILL");
     await victim.exit;
-    const killedAt = Date.now();
     writeFileSync(go, "");
+    // They waited for the lease (1.5 s + 0.2 s skew), not forever: a survivor that gave up
+    // would exit non-zero, and one waiting forever would hold the test past its timeout.
     const codes = await Promise.all(survivors.map((w) => w.exit));
     expect(codes, survivors.map((w) => w.output.slice(-5).join("\n")).join("\n---\n")).toEqual([0, 0]);
-    // They waited for the lease (1.5 s + 0.2 s skew), not forever.
-    expect(Date.now() - killedAt).toBeLessThan(60_000);
     const log = await setup.readRange(conversationId, 0, undefined, 1_000);
     expect(log).toHaveLength(2 * 10 + 2 * 2 * 15);
     expectChained(log);

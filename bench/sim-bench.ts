@@ -1,0 +1,90 @@
+/**
+ * Simulator benchmark: `npm run bench:sim [-- --scenario million --runs 3 --seed 1 --size full]`.
+ *
+ * Runs one scenario several times, each in a fresh process (`sim/main.ts --json`, so a run's
+ * heap and peak RSS are its own), and prints per run: wall time, user CPU, peak RSS, events,
+ * the load average before and after, and range fetches per stored message (the simulated
+ * clients' gap repairs: `fetches / stored`); then the medians. The seed fixes the run, so
+ * every run does the same work and only the machine's load moves the times. Not a test:
+ * nothing is asserted. Take figures under `flock /tmp/bench.lock`.
+ */
+import { spawn } from "node:child_process";
+import { cpus, loadavg, totalmem } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const { values } = parseArgs({
+  options: {
+    scenario: { type: "string", default: "million" },
+    runs: { type: "string", default: "3" },
+    seed: { type: "string", default: "1" },
+    size: { type: "string", default: "full" },
+  },
+});
+const RUNS = Number(values.runs);
+if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 20) throw new Error("--runs must be an integer in 1..20");
+
+interface RunFigures {
+  readonly wallMs: number;
+  readonly userCpuMs: number;
+  readonly maxRssMb: number;
+  readonly events: number;
+  readonly stored: number;
+  readonly fetches: number;
+  readonly ok: boolean;
+  readonly load: readonly [number, number];
+}
+
+function runOnce(): Promise<RunFigures> {
+  const args = [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), "sim/main.ts", values.scenario, "--seed", values.seed, "--size", values.size, "--json"];
+  const loadBefore = loadavg()[0]!;
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.setEncoding("utf8").on("data", (t: string) => (out += t));
+  child.stderr.setEncoding("utf8").on("data", (t: string) => (err += t));
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      if (code !== 0 && code !== 1) return reject(new Error(`sim exited with ${code}: ${err}`));
+      const report = JSON.parse(out) as { ok: boolean; events: number; stats: { stored: number; fetches: number } };
+      const perfLine = err.split("\n").find((l) => l.startsWith('{"perf"'));
+      if (perfLine === undefined) return reject(new Error(`no perf line on stderr: ${err}`));
+      const perf = (JSON.parse(perfLine) as { perf: { wallMs: number; maxRssMb: number; userCpuMs: number } }).perf;
+      resolve({
+        wallMs: perf.wallMs,
+        userCpuMs: perf.userCpuMs,
+        maxRssMb: perf.maxRssMb,
+        events: report.events,
+        stored: report.stats.stored,
+        fetches: report.stats.fetches,
+        ok: report.ok,
+        load: [loadBefore, loadavg()[0]!],
+      });
+    });
+  });
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+
+process.stdout.write(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}\n`);
+process.stdout.write(`scenario ${values.scenario} (${values.size}), seed ${values.seed}, ${RUNS} runs, each in its own process\n`);
+const runs: RunFigures[] = [];
+for (let i = 0; i < RUNS; i++) {
+  const r = await runOnce();
+  runs.push(r);
+  process.stdout.write(
+    `run ${i + 1}: wall ${seconds(r.wallMs)}, user CPU ${seconds(r.userCpuMs)}, peak RSS ${r.maxRssMb} MB, ${r.events} events, ${r.stored} messages stored, ${r.fetches} range fetches (${(r.fetches / Math.max(r.stored, 1)).toFixed(4)} per message), ${r.ok ? "checkers passed" : "VIOLATION"}, load average ${r.load[0].toFixed(2)} -> ${r.load[1].toFixed(2)}\n`,
+  );
+}
+process.stdout.write(
+  `median: wall ${seconds(median(runs.map((r) => r.wallMs)))}, user CPU ${seconds(median(runs.map((r) => r.userCpuMs)))}, peak RSS ${median(runs.map((r) => r.maxRssMb))} MB, range fetches per message ${median(runs.map((r) => r.fetches / Math.max(r.stored, 1))).toFixed(4)}\n`,
+);
