@@ -93,7 +93,7 @@ export class CallDevice implements LinkDevice {
     this.userId = userId;
     this.name = `${userId}/d${index}`;
     this.deviceId = `${userId}-d${index}`;
-    this.engine = new CallEngine({ userId, deviceId: this.deviceId });
+    this.engine = this.#newEngine();
     ctx.sched.schedule(index * 13 % ctx.config.deviceTickMs, () => this.#tick(), undefined);
   }
 
@@ -107,12 +107,16 @@ export class CallDevice implements LinkDevice {
     if (this.appOpen) return;
     this.appOpen = true;
     this.#life++;
-    this.engine = new CallEngine({ userId: this.userId, deviceId: this.deviceId });
+    this.engine = this.#newEngine();
     this.known.clear();
     this.#media.clear();
     this.#wasLive = false;
     this.#attempt = 0;
     this.#connect();
+  }
+
+  #newEngine(): CallEngine {
+    return new CallEngine({ userId: this.userId, deviceId: this.deviceId, staleCheckMs: this.#ctx.config.staleCheckMs });
   }
 
   /** Closes the app (no hangup: its calls go on without it). */
@@ -309,6 +313,10 @@ export class CallDevice implements LinkDevice {
           stats.iceRestarts++;
           this.#askForOffer(effect.callId, true);
           break;
+        case "hangup":
+          stats.hangupRetries++;
+          void this.#request("hangupCall", create(HangupRequestSchema, { callId: effect.callId, deviceId: this.deviceId, reason: effect.mediaFailed ? CallEndReason.MEDIA_FAILED : CallEndReason.HANGUP })).then((r) => r.ok && this.#snapshot(r.value.call));
+          break;
         case "keepalive":
           stats.keepalives++;
           void this.#request("callKeepalive", create(KeepaliveRequestSchema, { callId: effect.callId, deviceId: this.deviceId, mediaConnected: effect.mediaConnected })).then((r) => {
@@ -402,6 +410,7 @@ export class CallDevice implements LinkDevice {
     const call = this.engine.call(callId);
     if (call === undefined || call.state === CallState.ENDED || !this.engine.holds(call)) return;
     this.#ctx.stats.hangups++;
+    if (this.#ctx.config.bugHangupWithoutLeave !== 1) this.engine.leave(callId);
     void this.#request("hangupCall", create(HangupRequestSchema, { callId, deviceId: this.deviceId, reason: CallEndReason.HANGUP })).then((r) => r.ok && this.#snapshot(r.value.call));
   }
 

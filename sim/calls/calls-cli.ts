@@ -86,7 +86,7 @@ export function formatCallsText(result: CallsResult, overrides: Partial<CallsCon
       ["calls", `${result.calls} created; ended: ${reasons || "none"}`],
       ["starts", `${s.starts} made, ${s.startsSkipped} skipped (offline or in a call), ${s.startRetries} retried, ${s.startsDuplicate} duplicate answers, ${s.startsRefusedInCall} refused (in a call)`],
       ["glare", `${v.glareMerged} pairs ended as one call, ${s.glareAnswers} starts answered the other's call`],
-      ["answers", `${s.acceptsOk} accepted, ${s.answeredElsewhere} answered elsewhere, ${s.acceptsRefused} refused, ${s.declines} declines, ${s.cancels} cancels, ${s.hangups} hangups`],
+      ["answers", `${s.acceptsOk} accepted, ${s.answeredElsewhere} answered elsewhere, ${s.acceptsRefused} refused, ${s.declines} declines, ${s.cancels} cancels, ${s.hangups} hangups (${s.hangupRetries} sent again)`],
       ["signals", `${s.signals} sent, ${s.renegotiations} renegotiations, ${s.iceRestarts} ICE restarts, ${s.getCalls} GetCalls, ${s.keepalives} keepalives, ${s.requestsFailed} requests failed`],
       ["pushes", `${s.pushes} (${s.pushesLost} lost, ${s.pushesDuplicated} duplicated, ${s.pushesReordered} reordered)`],
       ["connections", `${s.connects} connects, ${s.refused} refused, ${s.drops} dropped, ${s.appCloses} apps closed`],

@@ -85,6 +85,10 @@ export interface CallsConfig {
   /** The workers' deadline tick (calls-runtime.ts) and the devices' engine tick (CallClient). */
   workerTickMs: number;
   deviceTickMs: number;
+  /** The engine's check of a live call not heard of (CallEngine's staleCheckMs; its default). */
+  staleCheckMs: number;
+  /** Deliberate app bug (1: on), to show the checkers bite: hang up without telling the engine (CallEngine.leave). */
+  bugHangupWithoutLeave: number;
   /** The SDK's reconnect backoff. */
   backoffBaseMs: number;
   backoffMaxMs: number;
@@ -147,6 +151,8 @@ const BASE: CallsConfig = {
   claimLeaseMs: 10_000,
   workerTickMs: 250,
   deviceTickMs: 500,
+  staleCheckMs: 15_000,
+  bugHangupWithoutLeave: 0,
   backoffBaseMs: CLIENT_DEFAULTS.backoffBaseMs,
   backoffMaxMs: CLIENT_DEFAULTS.backoffMaxMs,
   maxEvents: 50_000_000,

@@ -20,6 +20,8 @@ export class CallsStats {
   declines = 0;
   cancels = 0;
   hangups = 0;
+  /** Hangups the engines sent again (the first was lost or refused for now). */
+  hangupRetries = 0;
   signals = 0;
   /** Renegotiations the engines asked for after lost signals, ICE restarts after reconnects, GetCall repairs. */
   renegotiations = 0;
