@@ -339,7 +339,10 @@ export class CallDevice implements LinkDevice {
     if (event === "incoming") {
       const r = rng.float();
       const at = rng.between(config.answerMinMs, config.answerMaxMs);
-      if (r < config.answerProbability) sched.schedule(at, () => this.#accept(call.callId), undefined);
+      if (r < config.answerProbability) {
+        const quick = rng.chance(config.quickAnswerProbability) ? config.answerMinMs + rng.between(0, 20) : at;
+        sched.schedule(quick, () => this.#accept(call.callId), undefined);
+      }
       else if (r < config.answerProbability + config.declineProbability) sched.schedule(at, () => this.#decline(call.callId), undefined);
       return;
     }

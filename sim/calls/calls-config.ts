@@ -32,6 +32,8 @@ export interface CallsConfig {
   /** Answer (or decline) after uniform [answerMinMs, answerMaxMs]; the user's devices decide independently, so they race. */
   answerMinMs: number;
   answerMaxMs: number;
+  /** Per answering device: probability it answers within 20 ms of answerMinMs, so that two devices of a user race. */
+  quickAnswerProbability: number;
   /** Caller app: probability it cancels while ringing, after uniform [answerMinMs, cancelMaxMs]. */
   cancelProbability: number;
   cancelMaxMs: number;
@@ -114,6 +116,7 @@ const BASE: CallsConfig = {
   declineProbability: 0.1,
   answerMinMs: 300,
   answerMaxMs: 8_000,
+  quickAnswerProbability: 0.5,
   cancelProbability: 0.1,
   cancelMaxMs: 20_000,
   talkMinMs: 1_000,
