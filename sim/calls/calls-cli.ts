@@ -90,7 +90,7 @@ export function formatCallsText(result: CallsResult, overrides: Partial<CallsCon
       ["signals", `${s.signals} sent, ${s.renegotiations} renegotiations, ${s.iceRestarts} ICE restarts, ${s.getCalls} GetCalls, ${s.keepalives} keepalives, ${s.requestsFailed} requests failed`],
       ["pushes", `${s.pushes} (${s.pushesLost} lost, ${s.pushesDuplicated} duplicated, ${s.pushesReordered} reordered)`],
       ["connections", `${s.connects} connects, ${s.refused} refused, ${s.drops} dropped, ${s.appCloses} apps closed`],
-      ["workers", `${s.kills} kills (${s.killsOnStart} right after a StartCall), ${s.claims} deadline claims, ${s.claimsOfDeadCreators} of calls whose worker had died, ${s.claimsTakenOver} taken over from a dead claimer, ${s.deadlineChanges} calls changed by ticks`],
+      ["workers", `${s.kills} kills (${s.killsOnStart} right after a StartCall, ${s.killsOnClaim} holding deadline claims), ${s.claims} deadline claims, ${s.claimsOfDeadCreators} of calls whose worker had died, ${s.claimsTakenOver} taken over from a dead claimer, ${s.deadlineChanges} calls changed by ticks`],
       ["store faults", `${s.backgroundStoreFailures} background / ${s.tickStoreFailures} tick store failures`],
     ]),
   );

@@ -75,6 +75,8 @@ export interface CallsConfig {
   /** Per StartCall a worker receives: probability the worker is killed uniform [0, killOnStartMaxMs] later (mid-ring). */
   killOnStart: number;
   killOnStartMaxMs: number;
+  /** Per deadline claim a worker gets: probability the worker dies before it fires it (another takes it after the claim lease). */
+  killOnClaim: number;
   downMinMs: number;
   downMaxMs: number;
   /** Server call settings (server/config.ts defaults, DEFAULT_CALL_TIMEOUTS). */
@@ -144,6 +146,7 @@ const BASE: CallsConfig = {
   kills: 3,
   killOnStart: 0.03,
   killOnStartMaxMs: 40,
+  killOnClaim: 0.25,
   downMinMs: 2_000,
   downMaxMs: 15_000,
   ringTimeoutMs: DEFAULT_CALL_TIMEOUTS.ringTimeoutMs,

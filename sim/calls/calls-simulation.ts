@@ -86,6 +86,15 @@ export async function runCallsSimulation(run: CallsRun): Promise<CallsOutcome> {
   const storeCtx: StoreClientContext = {
     sched, rng, shared, faults,
     claimed: (claimer, calls) => {
+      if (calls.length > 0 && faults.active && rng.chance(config.killOnClaim)) {
+        // Dies while it works on its claims: they stay claimed until the lease runs out.
+        const worker = workers.find((w) => w.life?.id === claimer);
+        if (worker !== undefined) {
+          stats.killsOnClaim++;
+          worker.kill();
+          restartLater(worker);
+        }
+      }
       for (const call of calls) {
         stats.claims++;
         const creator = shared.creators.get(call.callId);

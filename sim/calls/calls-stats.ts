@@ -40,6 +40,8 @@ export class CallsStats {
   appCloses = 0;
   kills = 0;
   killsOnStart = 0;
+  /** Workers killed right after they claimed due deadlines. */
+  killsOnClaim = 0;
   /** Deadline claims; claims of a call whose creating worker life was dead by then; claims taken over after a dead claimer's lease. */
   claims = 0;
   claimsOfDeadCreators = 0;

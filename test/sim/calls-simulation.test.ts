@@ -27,7 +27,7 @@ describe("calls scenario", () => {
     expect(r.stats.pushesLost).toBeGreaterThan(0);
     expect(r.stats.drops).toBeGreaterThan(0);
     expect(r.stats.kills).toBeGreaterThan(0);
-    expect(r.stats.killsOnStart).toBeGreaterThan(0);
+    expect(r.stats.killsOnStart + r.stats.killsOnClaim).toBeGreaterThan(0);
     // Deadlines of calls whose worker had been killed were fired by another worker's tick.
     expect(r.stats.claimsOfDeadCreators).toBeGreaterThan(0);
     expect(r.verdict.glareMerged).toBeGreaterThan(0);
@@ -35,9 +35,16 @@ describe("calls scenario", () => {
   });
 
   it("two devices of one user race to answer, and one of them is told answered elsewhere", async () => {
-    const r = await run(3);
+    const r = await run(6);
     expect(r.stats.answeredElsewhere).toBeGreaterThan(0);
     expect(r.verdict.reports.answerer.violations).toBe(0);
+  });
+
+  it("a worker killed holding deadline claims: another worker fires them once the claim lease ran out", async () => {
+    const r = await run(3);
+    expect(r.stats.killsOnClaim).toBeGreaterThan(0);
+    expect(r.stats.claimsTakenOver).toBeGreaterThan(0);
+    expect(r.ok).toBe(true);
   });
 
   it("is deterministic: the same seed gives the same report", async () => {
@@ -48,15 +55,15 @@ describe("calls scenario", () => {
   });
 
   // Regressions: the checkers found these in the SDK's call engine (client/call-engine.ts).
-  it("a lost ended push is repaired by the engine's stale check (seed 1 without it: a device shows the call for good)", async () => {
-    expect((await run(1)).ok).toBe(true);
-    const without = await run(1, { staleCheckMs: 1e9 });
+  it("a lost ended push is repaired by the engine's stale check (seed 3 without it: a device shows the call for good)", async () => {
+    expect((await run(3)).ok).toBe(true);
+    const without = await run(3, { staleCheckMs: 1e9 });
     expect(without.verdict.reports.convergence.violations).toBeGreaterThan(0);
   });
 
-  it("a lost hangup is sent again and the call stops being kept alive (seed 4 without leave(): the call never ends)", async () => {
-    expect((await run(4)).ok).toBe(true);
-    const without = await run(4, { bugHangupWithoutLeave: 1 });
+  it("a lost hangup is sent again and the call stops being kept alive (seed 6 without leave(): the call never ends)", async () => {
+    expect((await run(6)).ok).toBe(true);
+    const without = await run(6, { bugHangupWithoutLeave: 1 });
     expect(without.verdict.reports["ended-once"].examples[0]?.detail).toMatch(/^never ended/);
   });
 });
@@ -74,9 +81,9 @@ describe("sim CLI: calls", () => {
   });
 
   it("exits 1 naming the seed and the checker on a violation, with the override in the reproduce line", async () => {
-    const { code, out } = await cli(["calls", "--seed", "1", "--size", "small", "--stale-check-ms", "1000000000"]);
+    const { code, out } = await cli(["calls", "--seed", "3", "--size", "small", "--stale-check-ms", "1000000000"]);
     expect(code).toBe(1);
-    expect(out).toMatch(/VIOLATION seed 1: convergence in call \S+, device u\d+\/d\d#\d+/);
+    expect(out).toMatch(/VIOLATION seed 3: convergence in call \S+, device u\d+\/d\d#\d+/);
     expect(out).toContain("--staleCheckMs 1000000000");
     expect(out.trimEnd().endsWith("FAILED")).toBe(true);
   });
