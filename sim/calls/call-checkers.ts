@@ -126,6 +126,32 @@ const EXAMPLES_MAX = 5;
 /** The reasons a call may end with in one-to-one calls without a media server. */
 const ALLOWED_REASONS: ReadonlySet<EndReason> = new Set(["hangup", "cancelled", "declined", "busy", "no_answer", "ice_failed", "connection_lost", "media_failed"]);
 
+/**
+ * The last `linesMax` things that happened to one call, oldest first: its store writes and
+ * what devices were told and did (the trace printed with a violation).
+ */
+export function traceCall(record: CallsRunRecord, callId: string, linesMax = 40): string[] {
+  const lines: { atMs: number; order: number; text: string }[] = [];
+  let order = 0;
+  for (const w of record.history) {
+    if (w.call.callId !== callId) continue;
+    const c = w.call;
+    const parties = c.parties.map((p) => `${p.userId}:${p.state}${p.deviceId === "" ? "" : `@${p.deviceId}`}`).join(" ");
+    lines.push({ atMs: w.atMs, order: order++, text: `store ${w.kind} v${c.version} ${c.state}${c.endReason === "" ? "" : ` ${c.endReason}`} [${parties}]${c.messagesPending.length > 0 ? ` pending ${c.messagesPending.join(",")}` : ""}` });
+  }
+  for (const e of record.deviceEvents) {
+    if (e.callId !== callId) continue;
+    const what = e.kind === "signal" ? `signal ${e.signalSeq}` : `${e.kind} (v${e.call?.version ?? "?"} ${e.call?.state ?? ""})`;
+    lines.push({ atMs: e.atMs, order: order++, text: `${e.device} told ${what}` });
+  }
+  for (const a of record.answers) if (a.callId === callId) lines.push({ atMs: a.atMs, order: order++, text: `${a.device} answered OK` });
+  for (const g of record.glare) {
+    if (g.callId === callId || g.heldCallId === callId) lines.push({ atMs: g.doneAtMs, order: order++, text: `glare pair ${g.pair}: ${g.userId} calling ${g.toUserId} ${g.callId === undefined ? `refused ${g.failure ?? ""}` : `got ${g.callId}`}` });
+  }
+  lines.sort((a, b) => a.atMs - b.atMs || a.order - b.order);
+  return lines.slice(-linesMax).map((l) => `${String(l.atMs).padStart(8)} ms  ${l.text}`);
+}
+
 /** A wire call as a view compares it. */
 export function viewOfWireCall(call: Call): CallView {
   return {

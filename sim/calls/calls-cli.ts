@@ -105,6 +105,10 @@ export function formatCallsText(result: CallsResult, overrides: Partial<CallsCon
     lines.push("");
     lines.push(`VIOLATION seed ${result.seed}: ${first.checker} in call ${first.callId || "-"}, device ${first.device || "-"}, at ${first.atMs} ms`);
     lines.push(`  ${first.detail}`);
+    if (result.trace.length > 0) {
+      lines.push(`trace of call ${first.callId} (last ${result.trace.length} events):`);
+      for (const line of result.trace) lines.push(`  ${line}`);
+    }
   }
   lines.push("");
   lines.push(result.ok ? "OK" : "FAILED");

@@ -4,7 +4,7 @@ import { createSeededRandom, type Clock } from "../../server/core/clock.js";
 import { MemoryMessageStore } from "../../server/store/memory-message-store.js";
 import { Rng } from "../fault-plan.js";
 import { Scheduler, type RunEnd } from "../scheduler.js";
-import { checkCalls, viewOfWireCall, type Answer, type CallsRunRecord, type CallsVerdict, type DeviceEvent, type DeviceView, type GlareStart, type StoredCallMessage } from "./call-checkers.js";
+import { checkCalls, traceCall, viewOfWireCall, type Answer, type CallsRunRecord, type CallsVerdict, type DeviceEvent, type DeviceView, type GlareStart, type StoredCallMessage } from "./call-checkers.js";
 import { CallDevice } from "./call-device.js";
 import type { CallNetContext } from "./call-link.js";
 import { CallWorker, SimBroker } from "./call-worker.js";
@@ -31,6 +31,8 @@ export interface CallsResult {
   readonly calls: number;
   readonly stats: CallsStats;
   readonly verdict: CallsVerdict;
+  /** What happened to the call of the first violation (empty when none). */
+  readonly trace: string[];
   readonly ok: boolean;
 }
 
@@ -256,7 +258,7 @@ export async function runCallsSimulation(run: CallsRun): Promise<CallsOutcome> {
   const calls = new Set(shared.history.map((w) => w.call.callId)).size;
   return {
     devices,
-    result: { scenario: "calls", size: run.size, seed, events: sched.events, virtualMs: sched.nowMs, healAtMs: config.healAtMs, end, calls, stats, verdict, ok: verdict.total === 0 },
+    result: { scenario: "calls", size: run.size, seed, events: sched.events, virtualMs: sched.nowMs, healAtMs: config.healAtMs, end, calls, stats, verdict, trace: verdict.first === undefined || verdict.first.callId === "" ? [] : traceCall(record, verdict.first.callId), ok: verdict.total === 0 },
     record,
   };
 }

@@ -85,6 +85,11 @@ describe("sim CLI: calls", () => {
     expect(code).toBe(1);
     expect(out).toMatch(/VIOLATION seed 3: convergence in call \S+, device u\d+\/d\d#\d+/);
     expect(out).toContain("--staleCheckMs 1000000000");
+    // The call's story: its store writes and what its devices were told.
+    const callId = /VIOLATION seed 3: convergence in call (\S+),/.exec(out)![1]!;
+    expect(out).toContain(`trace of call ${callId}`);
+    expect(out).toMatch(/ms {2}store create v1 ringing/);
+    expect(out).toMatch(/ms {2}u\d+\/d\d#\d+ told incoming/);
     expect(out.trimEnd().endsWith("FAILED")).toBe(true);
   });
 
