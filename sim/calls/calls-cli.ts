@@ -117,6 +117,10 @@ export function formatCallsText(result: CallsResult, overrides: Partial<CallsCon
 
 /** `npm run sim -- calls ...`; returns the exit code (0: no violation, 1: violations, 2: usage). */
 export async function callsMain(argv: readonly string[], io: CallsCliIo, defaultSeed: () => number): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    io.out(`${USAGE}\n`);
+    return 0;
+  }
   let args: CallsArgs;
   let config: CallsConfig;
   try {

@@ -97,6 +97,8 @@ describe("sim CLI: calls", () => {
     const { code, out } = await cli(["calls", "--seed", "3", "--size", "small", "--json", "--calls", "20"]);
     expect(code).toBe(0);
     expect(JSON.parse(out)).toMatchObject({ scenario: "calls", seed: 3, ok: true, overrides: { calls: 20 } });
+    const help = await cli(["calls", "--help"]);
+    expect(help).toMatchObject({ code: 0, out: expect.stringContaining("usage: npm run sim -- calls") });
     const bad = await cli(["calls", "--colour", "1"]);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain("unknown option --colour");
