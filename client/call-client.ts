@@ -114,6 +114,8 @@ export class CallClient extends Emitter<CallClientEvents> {
 
   /** Leaves (or cancels) the call; `mediaFailed` reports that this device's media broke. */
   async hangup(callId: string, mediaFailed = false): Promise<Call> {
+    // Should this request be lost, the engine hangs up again and stops the keepalives.
+    this.#engine.leave(callId, mediaFailed);
     const out = await this.#op("hangupCall", { callId, deviceId: this.#options.deviceId, reason: mediaFailed ? CallEndReason.MEDIA_FAILED : CallEndReason.HANGUP });
     this.#snapshot(out.call);
     this.#detach(callId);
@@ -219,6 +221,11 @@ export class CallClient extends Emitter<CallClientEvents> {
           break;
         case "ice_restart":
           this.#negotiators.get(effect.callId)?.restartIce();
+          break;
+        case "hangup":
+          this.#background(
+            this.#op("hangupCall", { callId: effect.callId, deviceId: this.#options.deviceId, reason: effect.mediaFailed ? CallEndReason.MEDIA_FAILED : CallEndReason.HANGUP }).then((r) => this.#snapshot(r.call)),
+          );
           break;
         case "keepalive":
           this.#background(

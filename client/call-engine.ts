@@ -9,7 +9,11 @@
  * (`prev_signal_seq` links, like prev_seq for messages), out-of-order ones are buffered
  * (bounded) and a gap that does not close is checked with GetCall; signals that the server
  * sent but this device never got cannot be fetched (they are not stored), so the engine asks
- * for a renegotiation instead.
+ * for a renegotiation instead. Pushes are best effort, so a live call the device has not heard
+ * of for `staleCheckMs` is checked with GetCall (a lost "ended" would otherwise leave a device
+ * ringing, or keeping alive a call that is over). A call the app hung up is hung up again at
+ * each keepalive slot until the server says it ended, and is no longer kept alive (a lost
+ * hangup would otherwise keep the call running at the server).
  */
 import { CallState, PartyState, type Call, type CallSignal } from "../gen/im/v1/call_pb.js";
 
@@ -42,7 +46,9 @@ export type CallEffect =
   /** The long connection came back: restart ICE (the network may have changed). */
   | { readonly type: "ice_restart"; readonly callId: string }
   /** Send a keepalive for a call this device holds. */
-  | { readonly type: "keepalive"; readonly callId: string; readonly mediaConnected: boolean };
+  | { readonly type: "keepalive"; readonly callId: string; readonly mediaConnected: boolean }
+  /** Hang up again: the app left the call (`leave`) and the server has not said it ended. */
+  | { readonly type: "hangup"; readonly callId: string; readonly mediaFailed: boolean };
 
 /** Engine settings. */
 export interface CallEngineOptions {
@@ -56,6 +62,8 @@ export interface CallEngineOptions {
   readonly bufferMax?: number;
   /** Most calls remembered (ended ones are forgotten first). Default 64. */
   readonly callsMax?: number;
+  /** A live call not heard of (pushed, answered) for this long is checked with GetCall. Default 15 s. */
+  readonly staleCheckMs?: number;
 }
 
 interface CallEntry {
@@ -68,6 +76,10 @@ interface CallEntry {
   repairAskedMs: number;
   lastKeepaliveMs: number;
   mediaConnected: boolean;
+  /** When the server last told this device about the call (a snapshot, even an old one). */
+  heardMs: number;
+  /** The app left the call: hang up (again) instead of keeping it alive. */
+  leaving: { readonly mediaFailed: boolean } | undefined;
 }
 
 /** The pure call engine; see the file comment. */
@@ -78,6 +90,7 @@ export class CallEngine {
   readonly #gapWaitMs: number;
   readonly #bufferMax: number;
   readonly #callsMax: number;
+  readonly #staleCheckMs: number;
   readonly #calls = new Map<string, CallEntry>();
 
   constructor(options: CallEngineOptions) {
@@ -87,6 +100,7 @@ export class CallEngine {
     this.#gapWaitMs = options.gapWaitMs ?? 1000;
     this.#bufferMax = options.bufferMax ?? 64;
     this.#callsMax = options.callsMax ?? 64;
+    this.#staleCheckMs = options.staleCheckMs ?? 15_000;
   }
 
   /** The newest snapshot of a call, if known. */
@@ -113,10 +127,11 @@ export class CallEngine {
   /** A snapshot (pushed, or in an answer). Older than the one known: ignored. */
   snapshot(call: Call, nowMs: number): CallEffect[] {
     const entry = this.#calls.get(call.callId);
+    if (entry !== undefined) entry.heardMs = nowMs;
     if (entry !== undefined && call.version <= entry.call.version) return [];
     const before = entry?.call;
     if (entry === undefined) {
-      this.#calls.set(call.callId, { call, applied: 0n, buffered: new Map(), bufferedSinceMs: 0, repairAskedMs: 0, lastKeepaliveMs: nowMs, mediaConnected: false });
+      this.#calls.set(call.callId, { call, applied: 0n, buffered: new Map(), bufferedSinceMs: 0, repairAskedMs: nowMs, lastKeepaliveMs: nowMs, mediaConnected: false, heardMs: nowMs, leaving: undefined });
       this.#trim();
     } else {
       entry.call = call;
@@ -177,12 +192,22 @@ export class CallEngine {
     return out;
   }
 
+  /**
+   * The app hangs up (or declines) the call: from now on the engine sends no keepalive for it
+   * and asks to hang up again at each keepalive slot until a snapshot says it ended, so a
+   * hangup lost with the connection still ends the call.
+   */
+  leave(callId: string, mediaFailed = false): void {
+    const entry = this.#calls.get(callId);
+    if (entry !== undefined && entry.call.state !== CallState.ENDED) entry.leaving = { mediaFailed };
+  }
+
   /** The app's media for a call connected (or not): sent with the next keepalive, at once when it changes. */
   mediaState(callId: string, connected: boolean, nowMs: number): CallEffect[] {
     const entry = this.#calls.get(callId);
     if (entry === undefined || entry.mediaConnected === connected) return [];
     entry.mediaConnected = connected;
-    if (!this.holds(entry.call) || entry.call.state === CallState.ENDED) return [];
+    if (!this.holds(entry.call) || entry.call.state === CallState.ENDED || entry.leaving !== undefined) return [];
     entry.lastKeepaliveMs = nowMs;
     return [{ type: "keepalive", callId, mediaConnected: connected }];
   }
@@ -193,11 +218,17 @@ export class CallEngine {
     for (const entry of this.#calls.values()) {
       const { call } = entry;
       if (call.state === CallState.ENDED) continue;
-      if (this.holds(call) && nowMs - entry.lastKeepaliveMs >= this.#keepaliveIntervalMs) {
+      const slot = nowMs - entry.lastKeepaliveMs >= this.#keepaliveIntervalMs;
+      if (entry.leaving !== undefined && slot) {
+        entry.lastKeepaliveMs = nowMs;
+        out.push({ type: "hangup", callId: call.callId, mediaFailed: entry.leaving.mediaFailed });
+      } else if (entry.leaving === undefined && this.holds(call) && slot) {
         entry.lastKeepaliveMs = nowMs;
         out.push({ type: "keepalive", callId: call.callId, mediaConnected: entry.mediaConnected });
       }
-      if (entry.buffered.size > 0 && nowMs - entry.bufferedSinceMs >= this.#gapWaitMs && nowMs - entry.repairAskedMs >= this.#gapWaitMs) {
+      const gap = entry.buffered.size > 0 && nowMs - entry.bufferedSinceMs >= this.#gapWaitMs && nowMs - entry.repairAskedMs >= this.#gapWaitMs;
+      const stale = nowMs - entry.heardMs >= this.#staleCheckMs && nowMs - entry.repairAskedMs >= this.#staleCheckMs;
+      if (gap || stale) {
         entry.repairAskedMs = nowMs;
         out.push({ type: "get_call", callId: call.callId, afterSignalSeq: entry.applied });
       }

@@ -3,6 +3,7 @@ import { configOverrides, isConfigKey, scenarioConfig, SCENARIOS, type ScenarioN
 import { formatJson, formatPerf, formatText, measure } from "./report.js";
 import { runSimulation, type SimResult, type SimRun } from "./simulation.js";
 import { HelpRequested } from "./sweep.js";
+import { callsMain } from "./calls/calls-cli.js";
 
 /** Where the CLI writes: stdout gets the reproducible report, stderr the wall-clock figures. */
 export interface CliIo {
@@ -10,7 +11,7 @@ export interface CliIo {
   err(text: string): void;
 }
 
-const USAGE = `usage: npm run sim -- <${SCENARIOS.join("|")}> [--seed N] [--size full|small] [--json] [--trace <conversation>] [--<config field> <number> ...]
+const USAGE = `usage: npm run sim -- <${SCENARIOS.join("|")}|calls> [--seed N] [--size full|small] [--json] [--trace <conversation>] [--<config field> <number> ...]
   --seed N        the run's seed (default: a random one, printed)
   --size          full: the issue's sizes (default); small: the sizes of npm test and sweeps
   --json          the report as JSON on stdout
@@ -86,6 +87,8 @@ export async function simulate(args: CliArgs): Promise<SimResult> {
 
 /** The CLI; returns the exit code (0: no violation, 1: violations, 2: usage). */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  // The calls scenario has its own simulation and settings (sim/calls/).
+  if (argv[0] === "calls") return callsMain(argv.slice(1), io, () => Math.floor(Math.random() * 0x1_0000_0000));
   let args: CliArgs;
   try {
     args = parseArgs(argv, () => Math.floor(Math.random() * 0x1_0000_0000));

@@ -109,4 +109,33 @@ describe("CallEngine", () => {
     e.snapshot(answered("ben-1"), 0);
     expect(e.signal(signal(1, 0, "ben-1"), 0)).toEqual([]);
   });
+
+  it("checks a live call it has not heard of for staleCheckMs with GetCall (a lost ended push must not leave it ringing)", () => {
+    const e = new CallEngine({ userId: "ben", deviceId: "ben-2", staleCheckMs: 1000 });
+    e.snapshot(ringing, 0);
+    expect(e.tick(999)).toEqual([]);
+    expect(e.tick(1000)).toEqual([{ type: "get_call", callId: "c1", afterSignalSeq: 0n }]);
+    // Asked once per period, not at every tick.
+    expect(e.tick(1500)).toEqual([]);
+    // Hearing of the call, even an old snapshot of it, restarts the period.
+    e.snapshot(ringing, 1800);
+    expect(e.tick(2500)).toEqual([]);
+    expect(e.tick(2800)).toEqual([{ type: "get_call", callId: "c1", afterSignalSeq: 0n }]);
+    const ended = call(4, CallState.ENDED, [["ann", PartyState.LEFT, "ann-1"], ["ben", PartyState.MISSED, ""]]);
+    expect(emitted(e.callView({ call: ended, lastSignalSeq: 0n, signalsMissed: false }, 2900))).toEqual(["ended"]);
+    expect(e.tick(10_000)).toEqual([]);
+  });
+
+  it("after leave: no keepalives, a hangup again at each keepalive slot until the call ended", () => {
+    const e = new CallEngine({ userId: "ben", deviceId: "ben-1", keepaliveIntervalMs: 100, staleCheckMs: 1e9 });
+    e.snapshot(answered("ben-1"), 0);
+    e.leave("c1", true);
+    expect(e.mediaState("c1", true, 10)).toEqual([]);
+    expect(e.tick(99)).toEqual([]);
+    expect(e.tick(100)).toEqual([{ type: "hangup", callId: "c1", mediaFailed: true }]);
+    expect(e.tick(150)).toEqual([]);
+    expect(e.tick(200)).toEqual([{ type: "hangup", callId: "c1", mediaFailed: true }]);
+    e.snapshot(call(5, CallState.ENDED, [["ann", PartyState.LEFT, "ann-1"], ["ben", PartyState.LEFT, "ben-1"]]), 250);
+    expect(e.tick(400)).toEqual([]);
+  });
 });
