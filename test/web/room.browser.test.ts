@@ -17,12 +17,13 @@ async function phase(page: Page): Promise<string> {
   return (await room.count()) === 0 ? "" : ((await room.getAttribute("data-phase")) ?? "");
 }
 
-/** For each tile the page shows: identity, name shown, and the decoded width of its video (0: none yet). */
-async function tiles(page: Page): Promise<{ identity: string; name: string; width: number }[]> {
+/** For each tile the page shows: identity, name and live-room role shown, and the decoded width of its video (0: none yet). */
+async function tiles(page: Page): Promise<{ identity: string; name: string; role: string; width: number }[]> {
   return page.getByTestId("tile").evaluateAll((els) =>
     els.map((el) => ({
       identity: el.getAttribute("data-identity") ?? "",
       name: el.querySelector(".tile-name")?.textContent ?? "",
+      role: el.querySelector(".tile-role")?.textContent ?? "",
       width: (el.querySelector("video") as HTMLVideoElement | null)?.videoWidth ?? 0,
     })),
   );
@@ -128,12 +129,14 @@ describe.skipIf(chromiumPath() === "" || !inject("livekitBuilt"))("the web clien
     expect(await room.getAttribute("data-role")).toBe("viewer");
     expect(await room.getByRole("status").textContent()).toBe("You are watching");
     expect(await room.getByRole("button").allTextContents()).toEqual(["Leave"]);
+    expect((await tiles(viewer)).map((x) => `${x.identity}:${x.role}`)).toEqual([`${v}:viewer`, `${h}:host`]);
 
-    await waitUntil(() => tiles(host), (ts) => ts.some((x) => x.identity === v), "the viewer on the host's page");
+    await waitUntil(() => tiles(host), (ts) => ts.some((x) => x.identity === v && x.role === "viewer"), "the viewer on the host's page");
     await host.getByRole("button", { name: `Make ${v} a speaker` }).click();
     await waitUntil(() => room.getAttribute("data-role"), (r) => r === "speaker", "the viewer promoted");
     expect(await room.getByRole("button").allTextContents()).toEqual(["Turn camera on", "Unmute microphone", "Leave"]);
     await room.getByRole("button", { name: "Turn camera on" }).click();
     await waitForOthers(host, h, [v], "the host decoding the new speaker's video");
+    expect((await tiles(host)).find((x) => x.identity === v)?.role).toBe("speaker");
   });
 });

@@ -108,7 +108,7 @@ export class RoomController {
       const started = await this.#options.calls.start({ conversationId }, { video: true });
       this.#set({ ...this.#view!, callId: started.call.callId });
       if (started.room === undefined) throw new Error("the server gave no room for the group call");
-      await this.#connect({ url: started.room.url, token: started.room.token, roomName: started.room.roomName }, true);
+      await this.#connect({ url: started.room.url, token: started.room.token, roomName: started.room.roomName, hostId: "" }, true);
       return undefined;
     } catch (error) {
       this.#disconnect();
@@ -125,7 +125,7 @@ export class RoomController {
     try {
       const accepted = await this.#options.calls.accept(view.callId);
       if (accepted.room === undefined) throw new Error("the server gave no room for the group call");
-      await this.#connect({ url: accepted.room.url, token: accepted.room.token, roomName: accepted.room.roomName }, true);
+      await this.#connect({ url: accepted.room.url, token: accepted.room.token, roomName: accepted.room.roomName, hostId: "" }, true);
     } catch (error) {
       this.#options.notice(`The group call could not be joined: ${errorWords(error)}`);
       this.#disconnect();
@@ -158,7 +158,9 @@ export class RoomController {
     const canPublish = role === "host";
     this.#set({ kind: "live", callId: "", roomId, startedBy: role === "host" ? this.#options.userId : "", phase: "joining", role, canPublish, cameraOn: false, micOn: false, ended: "" });
     try {
-      await this.#connect(await this.#options.calls.joinRoom(roomId, role), canPublish);
+      const access = await this.#options.calls.joinRoom(roomId, role);
+      this.#set({ ...this.#view!, startedBy: access.hostId });
+      await this.#connect(access, canPublish);
       return undefined;
     } catch (error) {
       this.#disconnect();

@@ -40,15 +40,13 @@ function Media({ track, kind, label }: { track: Track; kind: "video" | "audio"; 
 
 function Tile({ tile, view, rooms }: { tile: RoomTile; view: Room; rooms: RoomController }) {
   const who = tile.local ? `${tile.name} (you)` : tile.name;
-  const promotable = view.kind === "live" && view.role === "host" && !tile.local;
+  const promotable = view.kind === "live" && view.role === "host" && !tile.local && tile.identity !== view.startedBy;
   return (
     <li class="tile" data-testid="tile" data-identity={tile.identity} data-local={tile.local}>
       {tile.video !== undefined ? <Media track={tile.video} kind="video" label={`Video of ${who}`} /> : <div class="tile-video off" aria-hidden="true" />}
       {tile.audio !== undefined && <Media track={tile.audio} kind="audio" label="" />}
-      <span class="tile-name">
-        {who}
-        {view.kind === "live" && !tile.local && <span class="tile-role"> · {tile.canPublish ? "speaker" : "viewer"}</span>}
-      </span>
+      <span class="tile-name">{who}</span>
+      {view.kind === "live" && <span class="tile-role">{tile.identity === view.startedBy ? "host" : tile.canPublish ? "speaker" : "viewer"}</span>}
       {promotable && (
         <button type="button" onClick={() => void rooms.setRole(tile.identity, tile.canPublish ? "viewer" : "speaker")}>
           {tile.canPublish ? `Make ${tile.name} a viewer` : `Make ${tile.name} a speaker`}
