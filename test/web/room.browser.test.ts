@@ -78,6 +78,8 @@ describe.skipIf(chromiumPath() === "" || !inject("livekitBuilt"))("the web clien
     for (const p of [bob, carol]) {
       await waitUntil(() => phase(p), (v) => v === "invited", "the group call ringing");
       expect(await p.getByTestId("room").getByRole("status").textContent()).toBe(`${a} started a group call`);
+      // A group call rings in the room view only, not as a one-to-one call.
+      expect(await p.getByTestId("call").count()).toBe(0);
     }
     // From the banner on one page, from the conversation's own button on the other.
     await bob.getByTestId("room").getByRole("button", { name: "Join" }).click();

@@ -1,4 +1,4 @@
-import { Room, RoomEvent, Track, type Participant } from "livekit-client";
+import type { Participant, Room, Track } from "livekit-client";
 import type { CallClient, RoomAccess } from "../../../client/call-client.js";
 import { CallEndReason, CallTopology, type Call } from "../../../gen/im/v1/call_pb.js";
 import { errorWords } from "./error-words.js";
@@ -60,8 +60,17 @@ export interface RoomControllerOptions {
   readonly userId: string;
   /** Tells the page something went wrong, in words. */
   readonly notice: (text: string) => void;
-  /** Makes the media-server connection (tests and the page use LiveKit's Room). */
-  readonly createRoom?: () => Room;
+}
+
+type Livekit = typeof import("livekit-client");
+let livekit: Promise<Livekit> | undefined;
+/** LiveKit's client, loaded with the first room so the chat page does not pay for it. */
+function loadLivekit(): Promise<Livekit> {
+  livekit ??= import("livekit-client").catch((error: unknown) => {
+    livekit = undefined;
+    throw error;
+  });
+  return livekit;
 }
 
 /**
@@ -78,6 +87,8 @@ export class RoomController {
   #view: RoomView | undefined;
   #room: Room | undefined;
   #tiles: readonly RoomTile[] = [];
+  /** LiveKit's names of the camera and microphone sources, once loaded. */
+  #source: { readonly camera: Track.Source; readonly microphone: Track.Source } | undefined;
 
   constructor(options: RoomControllerOptions) {
     this.#options = options;
@@ -218,8 +229,12 @@ export class RoomController {
   }
 
   async #connect(access: RoomAccess, publish: boolean): Promise<void> {
-    const room = this.#options.createRoom?.() ?? new Room();
+    const { Room, RoomEvent, Track } = await loadLivekit();
+    const view = this.#view;
+    if (view === undefined || view.phase !== "joining") return;
+    const room = new Room();
     this.#room = room;
+    this.#source = { camera: Track.Source.Camera, microphone: Track.Source.Microphone };
     const refresh = () => this.#refresh(room);
     for (const event of [
       RoomEvent.ParticipantConnected,
@@ -238,8 +253,8 @@ export class RoomController {
       if (this.#room !== room) return;
       this.#room = undefined;
       this.#tiles = [];
-      const view = this.#view;
-      if (view !== undefined && view.phase === "joined") this.#set({ ...view, phase: "ended", ended: "Disconnected from the room" });
+      const now = this.#view;
+      if (now !== undefined && now.phase === "joined") this.#set({ ...now, phase: "ended", ended: "Disconnected from the room" });
     });
     await room.connect(access.url, access.token);
     if (this.#room !== room) {
@@ -270,7 +285,8 @@ export class RoomController {
     const me = room.localParticipant;
     const canPublish = me.permissions?.canPublish ?? this.#view.canPublish;
     const role: RoomRole = this.#view.kind === "group" ? "member" : this.#view.role === "host" ? "host" : canPublish ? "speaker" : "viewer";
-    const tiles = [tileOf(me, true), ...[...room.remoteParticipants.values()].map((p) => tileOf(p, false))];
+    const source = this.#source!;
+    const tiles = [tileOf(me, true, source), ...[...room.remoteParticipants.values()].map((p) => tileOf(p, false, source))];
     this.#tiles = tiles.slice(0, ROOM_TILES_MAX);
     this.#set({ ...this.#view, role, canPublish, cameraOn: me.isCameraEnabled, micOn: me.isMicrophoneEnabled });
   }
@@ -295,9 +311,9 @@ export class RoomController {
   }
 }
 
-function tileOf(p: Participant, local: boolean): RoomTile {
-  const camera = p.getTrackPublication(Track.Source.Camera);
-  const mic = p.getTrackPublication(Track.Source.Microphone);
+function tileOf(p: Participant, local: boolean, source: { readonly camera: Track.Source; readonly microphone: Track.Source }): RoomTile {
+  const camera = p.getTrackPublication(source.camera);
+  const mic = p.getTrackPublication(source.microphone);
   const live = (t: Track | undefined, muted: boolean | undefined) => (t !== undefined && muted !== true ? t : undefined);
   return {
     identity: p.identity,
