@@ -18,13 +18,14 @@ async function phase(page: Page): Promise<string> {
 }
 
 /** For each tile the page shows: identity, name and live-room role shown, and the decoded width of its video (0: none yet). */
-async function tiles(page: Page): Promise<{ identity: string; name: string; role: string; width: number }[]> {
+async function tiles(page: Page): Promise<{ identity: string; name: string; role: string; width: number; audio: boolean }[]> {
   return page.getByTestId("tile").evaluateAll((els) =>
     els.map((el) => ({
       identity: el.getAttribute("data-identity") ?? "",
       name: el.querySelector(".tile-name")?.textContent ?? "",
       role: el.querySelector(".tile-role")?.textContent ?? "",
       width: (el.querySelector("video") as HTMLVideoElement | null)?.videoWidth ?? 0,
+      audio: el.querySelector("audio") !== null,
     })),
   );
 }
@@ -91,14 +92,21 @@ describe.skipIf(chromiumPath() === "" || !inject("livekitBuilt"))("the web clien
     const callId = await alice.getByTestId("room").getAttribute("data-call-id");
     expect(callId).not.toBe("");
     expect(await bob.getByTestId("room").getAttribute("data-call-id")).toBe(callId);
-    // Controls in reading order: camera, microphone, leave.
+    // Controls in reading order: camera, microphone, leave; entering the room focused the first.
     expect(await alice.getByTestId("room").getByRole("button").allTextContents()).toEqual(["Turn camera off", "Mute microphone", "Leave"]);
+    for (const p of [alice, bob, carol]) expect(await p.evaluate(() => document.activeElement?.textContent)).toBe("Turn camera off");
 
     // Turning a camera off takes its video from the others' tiles; on again brings it back.
     await bob.getByRole("button", { name: "Turn camera off" }).click();
     await waitUntil(() => tiles(alice), (ts) => ts.some((x) => x.identity === b && x.width === 0), "bob's video gone from alice's tile");
     await bob.getByRole("button", { name: "Turn camera on" }).click();
     await waitForOthers(alice, a, [b, c], "bob's video back at alice's");
+    // Likewise the microphone: a muted one plays nothing at the others'.
+    await waitUntil(() => tiles(alice), (ts) => ts.some((x) => x.identity === b && x.audio), "bob's sound playing at alice's");
+    await bob.getByRole("button", { name: "Mute microphone" }).click();
+    await waitUntil(() => tiles(alice), (ts) => ts.some((x) => x.identity === b && !x.audio), "bob's sound muted at alice's");
+    await bob.getByRole("button", { name: "Unmute microphone" }).click();
+    await waitUntil(() => tiles(alice), (ts) => ts.some((x) => x.identity === b && x.audio), "bob's sound back at alice's");
 
     await carol.getByRole("button", { name: "Leave" }).click();
     expect(await phase(carol)).toBe("");
@@ -131,6 +139,7 @@ describe.skipIf(chromiumPath() === "" || !inject("livekitBuilt"))("the web clien
     expect(await room.getAttribute("data-role")).toBe("viewer");
     expect(await room.getByRole("status").textContent()).toBe("You are watching");
     expect(await room.getByRole("button").allTextContents()).toEqual(["Leave"]);
+    expect(await viewer.evaluate(() => document.activeElement?.textContent)).toBe("Leave");
     expect((await tiles(viewer)).map((x) => `${x.identity}:${x.role}`)).toEqual([`${v}:viewer`, `${h}:host`]);
 
     await waitUntil(() => tiles(host), (ts) => ts.some((x) => x.identity === v && x.role === "viewer"), "the viewer on the host's page");

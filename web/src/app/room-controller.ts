@@ -114,16 +114,20 @@ export class RoomController {
   /** Starts a call of the group `conversationId` and joins its room with camera and microphone. Returns a refusal in words. */
   async startGroupCall(conversationId: string): Promise<string | undefined> {
     if (this.#busy()) return "You are already in a room";
-    this.#set({ kind: "group", callId: "", roomId: conversationId, startedBy: this.#options.userId, phase: "joining", role: "member", canPublish: true, cameraOn: false, micOn: false, ended: "" });
+    const joining: RoomView = { kind: "group", callId: "", roomId: conversationId, startedBy: this.#options.userId, phase: "joining", role: "member", canPublish: true, cameraOn: false, micOn: false, ended: "" };
+    this.#set(joining);
+    let callId = "";
     try {
       const started = await this.#options.calls.start({ conversationId }, { video: true });
-      this.#set({ ...this.#view!, callId: started.call.callId });
+      callId = started.call.callId;
+      // Left while the call was being started: leave it at the server too.
+      if (this.#view !== joining) return void (await this.#hangup(callId, false));
+      this.#set({ ...joining, callId });
       if (started.room === undefined) throw new Error("the server gave no room for the group call");
       await this.#connect({ url: started.room.url, token: started.room.token, roomName: started.room.roomName, hostId: "" }, true);
       return undefined;
     } catch (error) {
-      this.#disconnect();
-      this.#set(undefined);
+      this.#abandon(callId);
       return `The group call could not be started: ${errorWords(error)}`;
     }
   }
@@ -133,14 +137,16 @@ export class RoomController {
     const view = this.#view;
     if (view === undefined || view.phase !== "invited") return;
     this.#set({ ...view, phase: "joining" });
+    let answered = "";
     try {
       const accepted = await this.#options.calls.accept(view.callId);
+      answered = view.callId;
+      if (this.#view?.callId !== view.callId || this.#view.phase !== "joining") return void (await this.#hangup(view.callId, false));
       if (accepted.room === undefined) throw new Error("the server gave no room for the group call");
       await this.#connect({ url: accepted.room.url, token: accepted.room.token, roomName: accepted.room.roomName, hostId: "" }, true);
     } catch (error) {
       this.#options.notice(`The group call could not be joined: ${errorWords(error)}`);
-      this.#disconnect();
-      this.#set({ ...view, phase: "ended", ended: "Could not join the group call" });
+      this.#abandon(answered);
     }
   }
 
@@ -203,9 +209,7 @@ export class RoomController {
     if (view === undefined || view.phase === "invited" || view.phase === "ended") return;
     this.#disconnect();
     this.#set(undefined);
-    if (view.kind === "group" && view.callId !== "") {
-      await this.#options.calls.hangup(view.callId).catch((error: unknown) => this.#options.notice(`The group call could not be left: ${errorWords(error)}`));
-    }
+    if (view.kind === "group" && view.callId !== "") await this.#hangup(view.callId, false);
   }
 
   /** Hides an ended room. */
@@ -217,6 +221,17 @@ export class RoomController {
     this.#disconnect();
     for (const off of this.#unsubscribe) off();
     this.#listeners.clear();
+  }
+
+  /** Joining failed: drop the media connection and the view, and leave the call at the server if this device is in it. */
+  #abandon(callId: string): void {
+    this.#disconnect();
+    if (this.#view?.phase === "joining") this.#set(undefined);
+    if (callId !== "") void this.#hangup(callId, true);
+  }
+
+  async #hangup(callId: string, mediaFailed: boolean): Promise<void> {
+    await this.#options.calls.hangup(callId, mediaFailed).catch((error: unknown) => this.#options.notice(`The group call could not be left: ${errorWords(error)}`));
   }
 
   #busy(): boolean {

@@ -70,6 +70,12 @@ function words(view: Room): string {
  */
 export function RoomPanel({ controller }: { controller: ChatController }) {
   const { rooms, view } = useRooms(controller);
+  // On entering a room the focus moves to its first control, so a keyboard user lands in it.
+  const first = useRef<HTMLButtonElement>(null);
+  const entered = view?.phase === "joined" ? `${view.kind}:${view.callId}:${view.roomId}` : "";
+  useEffect(() => {
+    if (entered !== "") first.current?.focus();
+  }, [entered]);
   if (rooms === undefined || view === undefined) return null;
   const label = view.kind === "group" ? "Group call" : `Live room ${view.roomId}`;
   return (
@@ -94,16 +100,16 @@ export function RoomPanel({ controller }: { controller: ChatController }) {
       )}
       {view.phase === "joined" && view.canPublish && (
         <>
-          <button type="button" aria-pressed={!view.cameraOn} onClick={() => void rooms.setCamera(!view.cameraOn)}>
+          <button type="button" ref={first} onClick={() => void rooms.setCamera(!view.cameraOn)}>
             {view.cameraOn ? "Turn camera off" : "Turn camera on"}
           </button>
-          <button type="button" aria-pressed={!view.micOn} onClick={() => void rooms.setMicrophone(!view.micOn)}>
+          <button type="button" onClick={() => void rooms.setMicrophone(!view.micOn)}>
             {view.micOn ? "Mute microphone" : "Unmute microphone"}
           </button>
         </>
       )}
       {(view.phase === "joining" || view.phase === "joined") && (
-        <button type="button" class="hangup" onClick={() => void rooms.leave()}>
+        <button type="button" class="hangup" ref={view.canPublish ? undefined : first} onClick={() => void rooms.leave()}>
           Leave
         </button>
       )}
