@@ -6,7 +6,7 @@ import { ConnectionIndicator, StorageNote } from "./connection-indicator.js";
 import { ConversationList } from "./conversation-list.js";
 import { NewConversationForms } from "./new-conversation-forms.js";
 import { Notices } from "./notices.js";
-import { LiveRoomForms, RoomPanel } from "./room-view.js";
+import { LiveRoomForms, RoomPanel } from "./room-panel.js";
 import { ThreadView } from "./thread-view.js";
 import { useChatState } from "./use-chat-state.js";
 

@@ -4,7 +4,7 @@ import { canLoadOlder, displayName, type Conversation, type OutgoingMessage } fr
 import { messageText } from "../model/message-text.js";
 import type { ClientMessage } from "../../../client/client-message.js";
 import { CallButton } from "./call-panel.js";
-import { GroupCallButton } from "./room-view.js";
+import { GroupCallButton } from "./room-panel.js";
 import { Composer } from "./composer.js";
 import { MembersPanel } from "./members-panel.js";
 
