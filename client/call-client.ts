@@ -48,6 +48,8 @@ export interface RoomAccess {
   readonly url: string;
   readonly token: string;
   readonly roomName: string;
+  /** A live room's host ("" for a group call's room). */
+  readonly hostId: string;
 }
 
 type Frame = ConnectRequest["frame"];
@@ -148,7 +150,7 @@ export class CallClient extends Emitter<CallClientEvents> {
   async joinRoom(roomId: string, role: "viewer" | "speaker" | "host"): Promise<RoomAccess> {
     const wire = role === "host" ? RoomRole.HOST : role === "speaker" ? RoomRole.SPEAKER : RoomRole.VIEWER;
     const out = await this.#op("joinRoom", { roomId, role: wire });
-    return { url: out.media!.url, token: out.media!.token, roomName: out.media!.roomName };
+    return { url: out.media!.url, token: out.media!.token, roomName: out.media!.roomName, hostId: out.room?.hostId ?? "" };
   }
 
   /** Creates a live room hosted by this user. */

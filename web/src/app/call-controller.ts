@@ -2,7 +2,7 @@ import type { Transport } from "@connectrpc/connect";
 import { CallClient } from "../../../client/call-client.js";
 import type { PeerConnectionLike } from "../../../client/call-negotiator.js";
 import type { ImClient } from "../../../client/im-client.js";
-import { CallEndReason, CallState, PartyState, type Call, type IceServer } from "../../../gen/im/v1/call_pb.js";
+import { CallEndReason, CallState, CallTopology, PartyState, type Call, type IceServer } from "../../../gen/im/v1/call_pb.js";
 import { errorWords } from "./error-words.js";
 
 /** What the page shows of the one call it holds. */
@@ -61,6 +61,8 @@ export interface CallControllerOptions {
   readonly transport: Transport;
   readonly token: () => string | Promise<string>;
   readonly media?: CallMedia;
+  /** The page's call client when it is shared (with the room controller); default: one of its own. Closed by close(). */
+  readonly client?: CallClient;
   /** Tells the page something went wrong, in words. */
   readonly notice: (text: string) => void;
 }
@@ -85,7 +87,7 @@ export class CallController {
   constructor(options: CallControllerOptions) {
     this.#options = options;
     this.#media = options.media ?? browserMedia;
-    this.#calls = new CallClient({ im: options.im, userId: options.userId, deviceId: options.deviceId, unary: { transport: options.transport, token: options.token } });
+    this.#calls = options.client ?? new CallClient({ im: options.im, userId: options.userId, deviceId: options.deviceId, unary: { transport: options.transport, token: options.token } });
     this.#calls.on("incoming", (call) => this.#onIncoming(call));
     this.#calls.on("ringing", (call) => this.#update(call.callId, (v) => (v.phase === "calling" ? { ...v, phase: "ringing" } : v)));
     this.#calls.on("accepted", (call) => this.#onAccepted(call));
@@ -175,6 +177,8 @@ export class CallController {
   }
 
   #onIncoming(call: Call): void {
+    // Group calls ring in the room view.
+    if (call.topology === CallTopology.SFU) return;
     if (this.#view !== undefined && this.#view.phase !== "ended") {
       if (this.#view.callId !== call.callId) void this.#calls.decline(call.callId).catch(() => undefined);
       return;

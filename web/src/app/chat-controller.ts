@@ -1,4 +1,5 @@
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { CallClient } from "../../../client/call-client.js";
 import { ImClient } from "../../../client/im-client.js";
 import { fromWireMessage, type ClientMessage } from "../../../client/client-message.js";
 import type { PendingSend } from "../../../client/client-protocol.js";
@@ -9,6 +10,7 @@ import { directConversationId, isUserId } from "../../../server/core/conversatio
 import { canLoadOlder, chainEndingAt, displayName, HISTORY_PAGE, initialState, kindOfId, peerOf, seenSeq, type SessionInfo } from "../model/chat-state.js";
 import { messageText } from "../model/message-text.js";
 import { CallController } from "./call-controller.js";
+import { RoomController } from "./room-controller.js";
 import { openDeviceStorage, storageName, type CachedSession, type DeviceStorage } from "./device-storage.js";
 import { disconnectWords, errorWords } from "./error-words.js";
 import type { TokenSource } from "./token-source.js";
@@ -101,6 +103,10 @@ export class ChatController {
   readonly calls: Promise<CallController>;
   #resolveCalls!: (calls: CallController) => void;
   #calls: CallController | undefined;
+  /** Group calls and live rooms on the media server, once the SDK is open. */
+  readonly rooms: Promise<RoomController>;
+  #resolveRooms!: (rooms: RoomController) => void;
+  #rooms: RoomController | undefined;
   #closed = false;
   #wake: (() => void) | undefined;
   /** Read positions being sent, per conversation. */
@@ -116,6 +122,7 @@ export class ChatController {
     this.#clientReady = new Promise((resolve) => (this.#resolveClient = resolve));
     this.#storageReady = new Promise((resolve) => (this.#resolveStorage = resolve));
     this.calls = new Promise((resolve) => (this.#resolveCalls = resolve));
+    this.rooms = new Promise((resolve) => (this.#resolveRooms = resolve));
   }
 
   get userId(): string {
@@ -162,15 +169,13 @@ export class ChatController {
     this.#client = client;
     this.#resolveClient(client);
     if (this.#closed) return;
-    this.#calls = new CallController({
-      im: client,
-      userId: this.userId,
-      deviceId: this.#options.deviceId ?? deviceId(),
-      transport: this.#transport,
-      token: () => this.#options.tokens.token(),
-      notice: (text) => this.store.dispatch({ type: "notice", text }),
-    });
+    const notice = (text: string) => this.store.dispatch({ type: "notice", text });
+    const callOptions = { im: client, userId: this.userId, deviceId: this.#options.deviceId ?? deviceId(), transport: this.#transport, token: () => this.#options.tokens.token() };
+    const callClient = new CallClient({ ...callOptions, unary: { transport: callOptions.transport, token: callOptions.token } });
+    this.#calls = new CallController({ ...callOptions, client: callClient, notice });
+    this.#rooms = new RoomController({ calls: callClient, userId: this.userId, notice });
     this.#resolveCalls(this.#calls);
+    this.#resolveRooms(this.#rooms);
     client.start();
   }
 
@@ -180,6 +185,7 @@ export class ChatController {
     this.#wake?.();
     clearTimeout(this.#refresh);
     await this.#running?.catch(() => undefined);
+    this.#rooms?.close();
     this.#calls?.close();
     await this.#client?.close();
     await this.#storage?.close();

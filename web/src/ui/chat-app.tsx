@@ -6,6 +6,7 @@ import { ConnectionIndicator, StorageNote } from "./connection-indicator.js";
 import { ConversationList } from "./conversation-list.js";
 import { NewConversationForms } from "./new-conversation-forms.js";
 import { Notices } from "./notices.js";
+import { LiveRoomForms, RoomPanel } from "./room-panel.js";
 import { ThreadView } from "./thread-view.js";
 import { useChatState } from "./use-chat-state.js";
 
@@ -35,9 +36,11 @@ export function ChatApp({ controller, onSignOut }: { controller: ChatController;
       </header>
       <Notices notices={state.notices} onDismiss={(id) => controller.dismiss(id)} />
       <CallPanel controller={controller} />
+      <RoomPanel controller={controller} />
       <div class="panes">
         <nav class="sidebar" aria-label="Conversations">
           <NewConversationForms controller={controller} />
+          <LiveRoomForms controller={controller} />
           <ConversationList conversations={order} userId={state.userId} selectedId={state.selectedId} onSelect={(id) => controller.select(id)} />
         </nav>
         {selected === undefined ? (

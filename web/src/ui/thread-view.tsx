@@ -4,6 +4,7 @@ import { canLoadOlder, displayName, type Conversation, type OutgoingMessage } fr
 import { messageText } from "../model/message-text.js";
 import type { ClientMessage } from "../../../client/client-message.js";
 import { CallButton } from "./call-panel.js";
+import { GroupCallButton } from "./room-panel.js";
 import { Composer } from "./composer.js";
 import { MembersPanel } from "./members-panel.js";
 
@@ -80,6 +81,7 @@ export function ThreadView({ controller, conversation: c, userId, live }: Thread
       <header class="thread-head">
         <h2 id="thread-title">{name}</h2>
         {c.kind === "direct" && <CallButton controller={controller} peerUserId={c.peerUserId} live={live} />}
+        {c.kind === "group" && <GroupCallButton controller={controller} conversationId={c.id} live={live} />}
         {c.kind === "group" && (
           <button type="button" aria-expanded={membersOpen} aria-controls="members-panel" onClick={() => setMembersOpen(!membersOpen)}>
             Members
