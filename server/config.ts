@@ -56,6 +56,18 @@ export interface ServerConfig {
   readonly rateBurstS: number;
   readonly metrics: "on" | "off";
   readonly otlpEndpoint: string;
+  readonly pushGraceMs: number;
+  readonly pushPreviewChars: number;
+  readonly pushGroupMembersMax: number;
+  readonly pushWebhookUrl: string;
+  readonly pushWebhookSecret: string;
+  readonly apnsKeyFile: string;
+  readonly apnsKeyId: string;
+  readonly apnsTeamId: string;
+  readonly apnsTopic: string;
+  readonly apnsOrigin: string;
+  readonly fcmServiceAccountFile: string;
+  readonly fcmEndpoint: string;
 }
 
 interface Option {
@@ -120,6 +132,18 @@ export const OPTIONS: readonly Option[] = [
   { flag: "livekit-api-secret", env: "IM_LIVEKIT_API_SECRET", key: "livekitApiSecret", fallback: "", kind: "string", doc: "LiveKit API secret" },
   { flag: "metrics", env: "IM_METRICS", key: "metrics", fallback: "on", kind: ["on", "off"], doc: "GET /metrics: Prometheus text for the whole node (every worker's metrics, gathered through the primary); off: no metrics are kept" },
   { flag: "otlp-endpoint", env: "IM_OTLP_ENDPOINT", key: "otlpEndpoint", fallback: "", kind: "string", doc: "OpenTelemetry traces to this OTLP/HTTP endpoint (http://collector:4318; spans go to /v1/traces); the standard OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, http/json) and OTEL_SERVICE_NAME apply too; empty and no OTEL_ endpoint: no tracing, the SDK is not loaded" },
+  { flag: "push-webhook-url", env: "IM_PUSH_WEBHOOK_URL", key: "pushWebhookUrl", fallback: "", kind: "string", doc: "offline push through a webhook: notifications are POSTed here, signed with --push-webhook-secret (docs/push.md); it serves every platform without a provider of its own; empty: none" },
+  { flag: "push-webhook-secret", env: "IM_PUSH_WEBHOOK_SECRET", key: "pushWebhookSecret", fallback: "", kind: "string", doc: "HMAC-SHA256 secret of the webhook's x-microchat-signature (required with --push-webhook-url)" },
+  { flag: "apns-key-file", env: "IM_APNS_KEY_FILE", key: "apnsKeyFile", fallback: "", kind: "string", doc: "offline push to iOS devices through APNs: the auth key (.p8) file; with --apns-key-id, --apns-team-id and --apns-topic; empty: none" },
+  { flag: "apns-key-id", env: "IM_APNS_KEY_ID", key: "apnsKeyId", fallback: "", kind: "string", doc: "the APNs auth key's 10-character key id" },
+  { flag: "apns-team-id", env: "IM_APNS_TEAM_ID", key: "apnsTeamId", fallback: "", kind: "string", doc: "the Apple developer team id" },
+  { flag: "apns-topic", env: "IM_APNS_TOPIC", key: "apnsTopic", fallback: "", kind: "string", doc: "the iOS app's bundle id (apns-topic)" },
+  { flag: "apns-origin", env: "IM_APNS_ORIGIN", key: "apnsOrigin", fallback: "https://api.push.apple.com", kind: "string", doc: "the APNs server (https://api.sandbox.push.apple.com for development builds)" },
+  { flag: "fcm-service-account-file", env: "IM_FCM_SERVICE_ACCOUNT_FILE", key: "fcmServiceAccountFile", fallback: "", kind: "string", doc: "offline push to Android devices through FCM HTTP v1: the Firebase service account JSON key file; empty: none" },
+  { flag: "fcm-endpoint", env: "IM_FCM_ENDPOINT", key: "fcmEndpoint", fallback: "https://fcm.googleapis.com", kind: "string", doc: "the FCM server" },
+  { flag: "push-grace-ms", env: "IM_PUSH_GRACE_MS", key: "pushGraceMs", fallback: "5000", kind: "int", doc: "a member with no live connection is notified if it still has none this long after the message (a client that reconnects within it syncs instead)" },
+  { flag: "push-preview-chars", env: "IM_PUSH_PREVIEW_CHARS", key: "pushPreviewChars", fallback: "80", kind: "int", doc: "characters of a text message shown in its notification (0: none, the notification says only who wrote)" },
+  { flag: "push-group-members-max", env: "IM_PUSH_GROUP_MEMBERS_MAX", key: "pushGroupMembersMax", fallback: "2000", kind: "int", doc: "messages of groups larger than this notify no offline member (a large group's members are not kept per message)" },
   { flag: "live-room-viewers-max", env: "IM_LIVE_ROOM_VIEWERS_MAX", key: "liveRoomViewersMax", fallback: "1000", kind: "int", doc: "viewers one live room admits" },
 ];
 

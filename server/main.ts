@@ -22,6 +22,8 @@ import { createRequestValidator } from "./gateway/request-validator.js";
 import type { DeviceTokenStore } from "./push/device-token-store.js";
 import { openDeviceTokenStore } from "./push/open-device-token-store.js";
 import { createPushService } from "./push/push-service.js";
+import { startOfflinePush } from "./push/offline-push-runtime.js";
+import { teeEvents } from "./core/events.js";
 import { startRouting } from "./route/routing.js";
 import type { MessageStore } from "./store/message-store.js";
 import { MemoryMessageStore } from "./store/memory-message-store.js";
@@ -77,9 +79,11 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     groupsOf: (userId) => messaging!.groupsOf(userId),
     ownerCallTracing: observe.ownerCallTracing,
   });
+  // Offline push (server/push/offline-push-runtime.ts) hears the same stored events, when a provider is configured.
+  const offlinePush = startOfflinePush(config, { routing, store, devices, clock: systemClock, logger });
   messaging = observe.messaging({
     store,
-    events: observe.events(routing.events),
+    events: observe.events(offlinePush === undefined ? routing.events : teeEvents(routing.events, offlinePush.pipeline)),
     clock: systemClock,
     ids: createMessageIdGenerator(systemClock, systemRandom),
     limits: { ...DEFAULT_LIMITS, bodyBytesMax: config.maxBodyBytes, groupMembersMax: config.maxGroupMembers },
@@ -127,7 +131,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     reusePort: worker !== undefined,
     listenBacklog: config.listenBacklog,
     connectionIdPrefix: routing.workerId,
-    extraStats: () => ({ routing: routing.stats(), mediaWebhooks: Object.fromEntries(calls.webhooks) }),
+    extraStats: () => ({ routing: routing.stats(), mediaWebhooks: Object.fromEntries(calls.webhooks), ...(offlinePush === undefined ? {} : { offlinePush: offlinePush.pipeline.stats() }) }),
     edge: {
       maxConcurrentStreams: config.h2MaxConcurrentStreams,
       maxHeaderListBytes: config.maxHeaderListBytes,
@@ -146,7 +150,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     },
   });
   operations = gateway.operations;
-  observe.watch({ hub: routing.hub, broker: routing.broker, ownerCalls: routing.calls });
+  observe.watch({ hub: routing.hub, broker: routing.broker, ownerCalls: routing.calls, push: offlinePush === undefined ? undefined : () => offlinePush.pipeline.counters() });
   return {
     gateway,
     store,
@@ -155,6 +159,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     async stop() {
       await gateway.close({ drainTimeoutMs: config.drainTimeoutMs, reconnectSpreadMs: config.reconnectSpreadMs });
       await calls.close();
+      await offlinePush?.close();
       await routing.close();
       await devices.close();
       await store.close();

@@ -30,3 +30,18 @@ export const discardEvents: EventSink = {
   readMoved() {},
   membersChanged() {},
 };
+
+/** An EventSink that hands every event to each of `sinks` in turn (delivery first, then offline push). */
+export function teeEvents(...sinks: readonly EventSink[]): EventSink {
+  return {
+    messageAppended: (conversation, message, origin) => {
+      for (const sink of sinks) sink.messageAppended(conversation, message, origin);
+    },
+    readMoved: (userId, conversationId, readSeq, origin) => {
+      for (const sink of sinks) sink.readMoved(userId, conversationId, readSeq, origin);
+    },
+    membersChanged: (conversation, added, removed) => {
+      for (const sink of sinks) sink.membersChanged(conversation, added, removed);
+    },
+  };
+}

@@ -62,6 +62,7 @@ export class Hub {
   readonly #groups = new Map<string, Set<UserEntry>>();
   /** Subscriptions requested and not yet confirmed, so a later attach can wait for them too. */
   readonly #subscribing = new Map<string, Promise<void>>();
+  #presence: ((userId: string, online: boolean) => void) | undefined;
   #subscribers = 0;
   #handled = 0;
   #deliveries = 0;
@@ -69,6 +70,16 @@ export class Hub {
   constructor(options: HubOptions) {
     this.#broker = options.broker;
     this.#groupsOf = options.groupsOf;
+  }
+
+  /** Sets what hears of a user's first connection attaching here and its last one detaching. */
+  onPresence(listener: (userId: string, online: boolean) => void): void {
+    this.#presence = listener;
+  }
+
+  /** The users with a connection attached here. */
+  users(): IterableIterator<string> {
+    return this.#users.keys();
   }
 
   /**
@@ -82,6 +93,7 @@ export class Hub {
       entry = { userId: subscriber.userId, subscribers: [], groups: undefined, ready: Promise.resolve(), queued: [], gone: false };
       this.#users.set(subscriber.userId, entry);
       entry.ready = this.#load(entry);
+      this.#presence?.(entry.userId, true);
     }
     entry.subscribers.push(subscriber);
     this.#subscribers++;
@@ -104,6 +116,7 @@ export class Hub {
     if (entry.subscribers.length > 0) return;
     this.#users.delete(entry.userId);
     entry.gone = true;
+    this.#presence?.(entry.userId, false);
     this.#broker.unsubscribe(userChannel(entry.userId));
     for (const g of [...(entry.groups ?? [])]) this.#removeGroup(entry, g);
   }

@@ -44,6 +44,10 @@ export interface Routing {
   readonly owners: OwnerSet;
   /** Requests carried out by conversations' owners. */
   readonly calls: OwnerCalls;
+  /** Bytes to and from named processes for offline push (unused by a single process). */
+  readonly pushLink: DirectChannel;
+  /** Adds what runs when the set of owner processes changes, with those that left. */
+  onOwnersChanged(listener: (left: readonly string[]) => void): void;
   /** "local", "ipc" or "redis". */
   readonly kind: string;
   /** Unique among every process sharing the routing; also the prefix of connection ids. */
@@ -74,19 +78,26 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
   let directory: RedisOwnerDirectory | undefined;
   const owners = new OwnerSet(workerId);
   let calls: OwnerCalls;
+  let direct: DirectKinds | undefined;
   const relay = options.worker?.relay;
+  const ownersListeners: ((left: readonly string[]) => void)[] = [];
+  const ownersChanged = (left: readonly string[]) => {
+    for (const listener of ownersListeners) listener(left);
+  };
 
   if (options.redisUrl !== "") {
     if (options.presenceTtlMs < 100) throw new Error(`--presence-ttl-ms must be at least 100, got ${options.presenceTtlMs}`);
     const redis = await openRedisBroker({ url: options.redisUrl, workerId, logger });
     broker = redis;
     kind = "redis";
-    calls = new OwnerCalls(workerId, directTransport(redis, () => redis.available), { tracing: options.ownerCallTracing });
+    direct = new DirectKinds(redis);
+    calls = new OwnerCalls(workerId, ownerTransport(direct, () => redis.available), { tracing: options.ownerCallTracing });
     directory = new RedisOwnerDirectory(redis.commands, owners, {
       ttlMs: options.presenceTtlMs,
       logger,
       onChange: (left) => {
         for (const owner of left) calls.abandon(owner, "the conversation's owner left; retry");
+        ownersChanged(left);
       },
     });
     await directory.refresh();
@@ -94,11 +105,14 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
     const ipc = new IpcBroker(relay.port);
     broker = ipc;
     kind = "ipc";
-    calls = new OwnerCalls(workerId, directTransport(ipc, () => true), { tracing: options.ownerCallTracing });
+    direct = new DirectKinds(ipc);
+    calls = new OwnerCalls(workerId, ownerTransport(direct, () => true), { tracing: options.ownerCallTracing });
     ipc.onWorkers((workers) => {
       const before = owners.members;
       if (owners.update(workers)) {
-        for (const owner of before) if (!owners.members.includes(owner)) calls.abandon(owner, "the conversation's owner exited; retry");
+        const left = before.filter((owner) => !owners.members.includes(owner));
+        for (const owner of left) calls.abandon(owner, "the conversation's owner exited; retry");
+        ownersChanged(left);
       }
     });
     relay.onMessage((message) => ipc.receive(message));
@@ -128,6 +142,8 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
     events,
     owners,
     calls,
+    pushLink: direct?.channel(3) ?? { send: () => {}, onReceive: () => {} },
+    onOwnersChanged: (listener) => void ownersListeners.push(listener),
     kind,
     workerId,
     stats: () => ({ kind, workerId, owners: owners.members.length, hub: hub.stats(), broker: broker.stats(), calls: calls.stats() }),
@@ -139,21 +155,51 @@ export async function startRouting(options: RoutingOptions): Promise<Routing> {
   };
 }
 
-/** Owner calls as direct messages: one byte for the kind, then the encoded call or reply. */
-function directTransport(link: DirectLink, available: () => boolean): OwnerTransport {
+/** One kind of bytes sent to named processes over the direct link. */
+export interface DirectChannel {
+  /** Best effort, in order per destination. */
+  send(to: string, bytes: Uint8Array): void;
+  onReceive(receive: (bytes: Uint8Array) => void): void;
+}
+
+/**
+ * Several kinds of bytes over one direct link: the first byte names the kind (1 owner call,
+ * 2 its reply, 3 offline push).
+ */
+class DirectKinds {
+  readonly #link: DirectLink;
+  readonly #receivers = new Map<number, (bytes: Uint8Array) => void>();
+
+  constructor(link: DirectLink) {
+    this.#link = link;
+    link.onDirect((bytes) => {
+      if (bytes.byteLength >= 1) this.#receivers.get(bytes[0]!)?.(bytes.subarray(1));
+    });
+  }
+
+  channel(kind: number): DirectChannel {
+    return {
+      send: (to, bytes) => {
+        const out = new Uint8Array(bytes.byteLength + 1);
+        out[0] = kind;
+        out.set(bytes, 1);
+        this.#link.sendDirect(to, out);
+      },
+      onReceive: (receive) => void this.#receivers.set(kind, receive),
+    };
+  }
+}
+
+/** Owner calls (kind 1) and their replies (kind 2) on the direct link. */
+function ownerTransport(direct: DirectKinds, available: () => boolean): OwnerTransport {
+  const calls = direct.channel(1);
+  const replies = direct.channel(2);
   return {
     available,
-    send(to, kind, bytes) {
-      const out = new Uint8Array(bytes.byteLength + 1);
-      out[0] = kind === "call" ? 1 : 2;
-      out.set(bytes, 1);
-      link.sendDirect(to, out);
-    },
+    send: (to, kind, bytes) => (kind === "call" ? calls : replies).send(to, bytes),
     onReceive(receive) {
-      link.onDirect((bytes) => {
-        if (bytes.byteLength < 1) return;
-        receive(bytes[0] === 1 ? "call" : "reply", bytes.subarray(1));
-      });
+      calls.onReceive((bytes) => receive("call", bytes));
+      replies.onReceive((bytes) => receive("reply", bytes));
     },
   };
 }

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file im/cluster/v1/cluster.proto.
  */
 export const file_im_cluster_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChtpbS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SDWltLmNsdXN0ZXIudjEi9AEKC1B1YmxpY2F0aW9uEg4KBm9yaWdpbhgBIAEoCRIcChRleGNlcHRfY29ubmVjdGlvbl9pZBgCIAEoCRIRCgdtZXNzYWdlGAMgASgMSAASIwoEcmVhZBgEIAEoCzITLmltLnYxLlJlYWRQb3NpdGlvbkgAEjAKB21lbWJlcnMYBSABKAsyHS5pbS5jbHVzdGVyLnYxLk1lbWJlcnNDaGFuZ2VkSAASLgoKbWVtYmVyc2hpcBgGIAEoCzIYLmltLnYxLk1lbWJlcnNoaXBDaGFuZ2VkSAASFAoKY2FsbF9ldmVudBgHIAEoDEgAQgcKBWV2ZW50IjAKDk1lbWJlcnNDaGFuZ2VkEg0KBWFkZGVkGAEgAygJEg8KB3JlbW92ZWQYAiADKAkiiQIKCU93bmVyQ2FsbBIPCgdjYWxsX2lkGAEgASgEEhAKCHJlcGx5X3RvGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSHAoUb3JpZ2luX2Nvbm5lY3Rpb25faWQYBCABKAkSIgoEc2VuZBgFIAEoCzISLmltLnYxLlNlbmRSZXF1ZXN0SAASLwoLYWRkX21lbWJlcnMYBiABKAsyGC5pbS52MS5BZGRNZW1iZXJzUmVxdWVzdEgAEjUKDnJlbW92ZV9tZW1iZXJzGAcgASgLMhsuaW0udjEuUmVtb3ZlTWVtYmVyc1JlcXVlc3RIABITCgt0cmFjZXBhcmVudBgQIAEoCUIJCgdyZXF1ZXN0ItwBCgpPd25lclJlcGx5Eg8KB2NhbGxfaWQYASABKAQSIwoEc2VuZBgCIAEoCzITLmltLnYxLlNlbmRSZXNwb25zZUgAEjAKC2FkZF9tZW1iZXJzGAMgASgLMhkuaW0udjEuQWRkTWVtYmVyc1Jlc3BvbnNlSAASNgoOcmVtb3ZlX21lbWJlcnMYBCABKAsyHC5pbS52MS5SZW1vdmVNZW1iZXJzUmVzcG9uc2VIABIkCgVlcnJvchgFIAEoCzITLmltLnYxLlJlcXVlc3RFcnJvckgAQggKBnJlc3VsdGIGcHJvdG8z", [file_im_v1_conversation, file_im_v1_gateway]);
+  fileDesc("ChtpbS9jbHVzdGVyL3YxL2NsdXN0ZXIucHJvdG8SDWltLmNsdXN0ZXIudjEi9AEKC1B1YmxpY2F0aW9uEg4KBm9yaWdpbhgBIAEoCRIcChRleGNlcHRfY29ubmVjdGlvbl9pZBgCIAEoCRIRCgdtZXNzYWdlGAMgASgMSAASIwoEcmVhZBgEIAEoCzITLmltLnYxLlJlYWRQb3NpdGlvbkgAEjAKB21lbWJlcnMYBSABKAsyHS5pbS5jbHVzdGVyLnYxLk1lbWJlcnNDaGFuZ2VkSAASLgoKbWVtYmVyc2hpcBgGIAEoCzIYLmltLnYxLk1lbWJlcnNoaXBDaGFuZ2VkSAASFAoKY2FsbF9ldmVudBgHIAEoDEgAQgcKBWV2ZW50IjAKDk1lbWJlcnNDaGFuZ2VkEg0KBWFkZGVkGAEgAygJEg8KB3JlbW92ZWQYAiADKAkiiQIKCU93bmVyQ2FsbBIPCgdjYWxsX2lkGAEgASgEEhAKCHJlcGx5X3RvGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSHAoUb3JpZ2luX2Nvbm5lY3Rpb25faWQYBCABKAkSIgoEc2VuZBgFIAEoCzISLmltLnYxLlNlbmRSZXF1ZXN0SAASLwoLYWRkX21lbWJlcnMYBiABKAsyGC5pbS52MS5BZGRNZW1iZXJzUmVxdWVzdEgAEjUKDnJlbW92ZV9tZW1iZXJzGAcgASgLMhsuaW0udjEuUmVtb3ZlTWVtYmVyc1JlcXVlc3RIABITCgt0cmFjZXBhcmVudBgQIAEoCUIJCgdyZXF1ZXN0ItwBCgpPd25lclJlcGx5Eg8KB2NhbGxfaWQYASABKAQSIwoEc2VuZBgCIAEoCzITLmltLnYxLlNlbmRSZXNwb25zZUgAEjAKC2FkZF9tZW1iZXJzGAMgASgLMhkuaW0udjEuQWRkTWVtYmVyc1Jlc3BvbnNlSAASNgoOcmVtb3ZlX21lbWJlcnMYBCABKAsyHC5pbS52MS5SZW1vdmVNZW1iZXJzUmVzcG9uc2VIABIkCgVlcnJvchgFIAEoCzITLmltLnYxLlJlcXVlc3RFcnJvckgAQggKBnJlc3VsdCKKAQoPUHVzaEhvbWVNZXNzYWdlEgwKBGZyb20YASABKAkSLwoIcHJlc2VuY2UYAiABKAsyGy5pbS5jbHVzdGVyLnYxLlB1c2hQcmVzZW5jZUgAEi8KCGFwcGVuZGVkGAMgASgLMhsuaW0uY2x1c3Rlci52MS5QdXNoQXBwZW5kZWRIAEIHCgVldmVudCJBCgxQdXNoUHJlc2VuY2USDgoGb25saW5lGAEgAygJEg8KB29mZmxpbmUYAiADKAkSEAoIc25hcHNob3QYAyABKAgigAEKDFB1c2hBcHBlbmRlZBISCgptZXNzYWdlX2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRILCgNzZXEYAyABKAQSEQoJc2VuZGVyX2lkGAQgASgJEg8KB3ByZXZpZXcYBSABKAkSEgoKbWVtYmVyX2lkcxgGIAMoCWIGcHJvdG8z", [file_im_v1_conversation, file_im_v1_gateway]);
 
 /**
  * An event published on a channel: `c:<group>` (a group's messages and member changes) or
@@ -264,4 +264,131 @@ export type OwnerReply = Message<"im.cluster.v1.OwnerReply"> & {
  */
 export const OwnerReplySchema: GenMessage<OwnerReply> = /*@__PURE__*/
   messageDesc(file_im_cluster_v1_cluster, 3);
+
+/**
+ * Offline push: what a user's push home process hears. Each user has one home among the live
+ * processes (rendezvous hashing, as for conversation owners); the home runs the decision of
+ * whom to notify for that user, from its presence and the messages appended for it.
+ *
+ * @generated from message im.cluster.v1.PushHomeMessage
+ */
+export type PushHomeMessage = Message<"im.cluster.v1.PushHomeMessage"> & {
+  /**
+   * The process that sent it.
+   *
+   * @generated from field: string from = 1;
+   */
+  from: string;
+
+  /**
+   * @generated from oneof im.cluster.v1.PushHomeMessage.event
+   */
+  event: {
+    /**
+     * Users whose live connections at the sender began or ended.
+     *
+     * @generated from field: im.cluster.v1.PushPresence presence = 2;
+     */
+    value: PushPresence;
+    case: "presence";
+  } | {
+    /**
+     * A message was appended for members whose home is the receiver.
+     *
+     * @generated from field: im.cluster.v1.PushAppended appended = 3;
+     */
+    value: PushAppended;
+    case: "appended";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message im.cluster.v1.PushHomeMessage.
+ * Use `create(PushHomeMessageSchema)` to create a new message.
+ */
+export const PushHomeMessageSchema: GenMessage<PushHomeMessage> = /*@__PURE__*/
+  messageDesc(file_im_cluster_v1_cluster, 4);
+
+/**
+ * Presence at one process, for the users whose home is the receiver.
+ *
+ * @generated from message im.cluster.v1.PushPresence
+ */
+export type PushPresence = Message<"im.cluster.v1.PushPresence"> & {
+  /**
+   * Users that have a live connection at the sender.
+   *
+   * @generated from field: repeated string online = 1;
+   */
+  online: string[];
+
+  /**
+   * Users whose last live connection at the sender ended.
+   *
+   * @generated from field: repeated string offline = 2;
+   */
+  offline: string[];
+
+  /**
+   * `online` lists every such user at the sender: the receiver forgets the sender's others.
+   *
+   * @generated from field: bool snapshot = 3;
+   */
+  snapshot: boolean;
+};
+
+/**
+ * Describes the message im.cluster.v1.PushPresence.
+ * Use `create(PushPresenceSchema)` to create a new message.
+ */
+export const PushPresenceSchema: GenMessage<PushPresence> = /*@__PURE__*/
+  messageDesc(file_im_cluster_v1_cluster, 5);
+
+/**
+ * A stored message, as a notification describes it, and the members to consider.
+ *
+ * @generated from message im.cluster.v1.PushAppended
+ */
+export type PushAppended = Message<"im.cluster.v1.PushAppended"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: uint64 seq = 3;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string sender_id = 4;
+   */
+  senderId: string;
+
+  /**
+   * A short text for the notification ("" for none); never the whole body.
+   *
+   * @generated from field: string preview = 5;
+   */
+  preview: string;
+
+  /**
+   * Members (not the sender) whose home is the receiver.
+   *
+   * @generated from field: repeated string member_ids = 6;
+   */
+  memberIds: string[];
+};
+
+/**
+ * Describes the message im.cluster.v1.PushAppended.
+ * Use `create(PushAppendedSchema)` to create a new message.
+ */
+export const PushAppendedSchema: GenMessage<PushAppended> = /*@__PURE__*/
+  messageDesc(file_im_cluster_v1_cluster, 6);
 
