@@ -161,6 +161,11 @@ export async function runLoadgen(options: LoadgenOptions, io: RunIo, argv: reado
   });
   const coordinatorCpu = process.cpuUsage(coordinatorCpuStart);
   const overflowsEnd = listenOverflows();
+  // Connections the servers closed for silence: a client that could not open its stream in time sees a reset.
+  const handshakeTimeouts = await ctx.probe().then(
+    (snapshot) => snapshot.handshakeTimeouts,
+    () => undefined,
+  );
   const clientProcesses = pool.fleets.map((f) => ({ index: f.index, pid: f.pid }));
   await pool.stop();
   adminSession.abort();
@@ -199,6 +204,7 @@ export async function runLoadgen(options: LoadgenOptions, io: RunIo, argv: reado
       serverPids,
       serverCpuS: serverCpu.every((c) => c !== undefined) && serverCpu.length > 0 ? serverCpu.reduce((a, b) => a + b!, 0) / 1000 : undefined,
       listenOverflows: overflowsStart === undefined || overflowsEnd === undefined ? undefined : overflowsEnd - overflowsStart,
+      ...(handshakeTimeouts === undefined ? {} : { handshakeTimeouts }),
       clientCpuS: counters.cpuMs / 1000 + (options.processes > 0 ? (coordinatorCpu.user + coordinatorCpu.system) / 1e6 : 0),
     },
     timeline: board.timeline,

@@ -52,6 +52,8 @@ export interface RunReport {
     readonly clientCpuS: number;
     /** TCP listen queue overflows on this machine during the run (all processes; Linux). */
     readonly listenOverflows: number | undefined;
+    /** Connections the server processes closed for opening no stream within --handshake-timeout-ms (all of their lifetime). */
+    readonly handshakeTimeouts?: number;
   };
   readonly timeline: readonly TimelinePoint[];
   readonly phases: readonly { readonly name: string; readonly tS: number }[];
@@ -130,6 +132,9 @@ export function renderSummary(r: RunReport): string {
   );
   if (res.listenOverflows !== undefined) {
     lines.push(`- TCP listen queue overflows on this machine during the run: ${res.listenOverflows}${res.listenOverflows > 0 ? " (a server did not accept connections fast enough; its clients see resets or timeouts)" : ""}`);
+  }
+  if (res.handshakeTimeouts !== undefined) {
+    lines.push(`- connections the servers closed for opening no stream within the handshake timeout: ${res.handshakeTimeouts}${res.handshakeTimeouts > 0 ? " (their clients see a reset; a server too busy to read the first stream in time, or clients that waited; see --handshake-timeout-ms)" : ""}`);
   }
   if (r.notes.length > 0) lines.push("", "## Notes", "", ...r.notes.map((n) => `- ${n}`));
   return lines.join("\n") + "\n";

@@ -8,6 +8,8 @@ export interface ServerStats {
   readonly rssBytes: number;
   readonly heapUsedBytes: number;
   readonly uptimeS: number;
+  /** TCP connections the process closed for opening no stream within the handshake timeout, since it started. */
+  readonly handshakeTimeouts: number;
 }
 
 /** The server processes seen by one probe, and their sums. */
@@ -16,6 +18,7 @@ export interface ServerSnapshot {
   readonly connections: number;
   readonly rssBytes: number;
   readonly heapUsedBytes: number;
+  readonly handshakeTimeouts: number;
 }
 
 function getStats(host: string, port: number, timeoutMs: number): Promise<ServerStats> {
@@ -33,7 +36,7 @@ function getStats(host: string, port: number, timeoutMs: number): Promise<Server
           if (res.statusCode !== 200) throw new Error(`GET /stats: HTTP ${res.statusCode}`);
           const v = JSON.parse(body) as Partial<ServerStats>;
           if (typeof v.pid !== "number" || typeof v.connections !== "number" || typeof v.rssBytes !== "number") throw new Error("GET /stats: unexpected body");
-          resolve({ pid: v.pid, connections: v.connections, rssBytes: v.rssBytes, heapUsedBytes: v.heapUsedBytes ?? 0, uptimeS: v.uptimeS ?? 0 });
+          resolve({ pid: v.pid, connections: v.connections, rssBytes: v.rssBytes, heapUsedBytes: v.heapUsedBytes ?? 0, uptimeS: v.uptimeS ?? 0, handshakeTimeouts: v.handshakeTimeouts ?? 0 });
         } catch (error) {
           reject(error as Error);
         }
@@ -81,6 +84,7 @@ export async function probeServer(target: string, options: ProbeOptions = {}): P
     connections: processes.reduce((n, p) => n + p.connections, 0),
     rssBytes: processes.reduce((n, p) => n + p.rssBytes, 0),
     heapUsedBytes: processes.reduce((n, p) => n + p.heapUsedBytes, 0),
+    handshakeTimeouts: processes.reduce((n, p) => n + p.handshakeTimeouts, 0),
   };
 }
 

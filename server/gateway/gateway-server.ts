@@ -157,7 +157,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       if (options.httpRoutes?.(req, res) === true) return;
       if (req.url === "/stats" && req.method === "GET") {
         const mem = process.memoryUsage();
-        const body = JSON.stringify({ pid: process.pid, connections: registry.size, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, uptimeS: process.uptime(), ...options.extraStats?.() });
+        const body = JSON.stringify({ pid: process.pid, connections: registry.size, handshakeTimeouts, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, uptimeS: process.uptime(), ...options.extraStats?.() });
         res.writeHead(200, { "content-type": "application/json" });
         res.end(body);
         return;
@@ -190,6 +190,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const sockets = new Set<net.Socket>();
   /** Sockets that have not started talking yet, oldest first (a Set keeps insertion order). */
   const handshaking = new Set<Handshake>();
+  /** Sockets closed for silence since start (/stats): a client too slow to open its stream shows here. */
+  let handshakeTimeouts = 0;
   function started(socket: net.Socket | undefined): void {
     const tagged = socket as { [kHandshake]?: Handshake } | undefined;
     const handshake = tagged?.[kHandshake];
@@ -222,10 +224,17 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const ticker = setInterval(() => {
     const now = clock.nowMs();
     for (const conn of registry) conn.tick(now);
+    let silent = 0;
     for (const handshake of handshaking) {
       if (now - handshake.acceptedAtMs < edge.handshakeTimeoutMs) break;
       handshaking.delete(handshake);
       handshake.socket.destroy();
+      silent++;
+    }
+    if (silent > 0) {
+      handshakeTimeouts += silent;
+      // Once per tick, not per socket: a storm of half-open connections must not flood the log.
+      options.logger.info({ closed: silent, handshakeTimeoutMs: edge.handshakeTimeoutMs }, "closed connections that opened no stream within the handshake timeout");
     }
   }, options.tickMs ?? 1000);
   ticker.unref();

@@ -100,6 +100,9 @@ describe("the edge of the long-connection service", () => {
     await Promise.all([silentClosed, idleClosed]);
     expect(busy.closed || busy.destroyed).toBe(false);
     expect(stream.closed).toBe(false);
+    // Counted where an operator looks when clients report resets.
+    const stats = (await (await fetch(`${t.baseUrl}/stats`)).json()) as { handshakeTimeouts: number };
+    expect(stats.handshakeTimeouts).toBe(2);
     busy.destroy();
   });
 
