@@ -7,8 +7,15 @@
  * second, end-to-end latency from the send's due time (p50/p99/p99.9), server CPU per
  * delivery (from /proc, every server process), pushes that arrived out of seq order, and
  * deliveries missing at the end. Figures, not a test.
+ *
+ * `--offline-push on` configures offline push through a local webhook receiver (which answers
+ * 204 at once) and adds `--offline-members` members who never connect, each with a registered
+ * device (notified after a 1 s grace): the cost of the push homes beside the fan-out (every member online is still reported
+ * to its home per message), and of notifying the offline ones (printed: notifications taken).
  */
 import { fork } from "node:child_process";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +24,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as hdr from "hdr-histogram-js";
 import { ConversationService } from "../gen/im/v1/conversation_pb.js";
+import { PushPlatform, PushService } from "../gen/im/v1/push_pb.js";
 import { DEV_JWT_SECRET, mintToken } from "../server/gateway/auth.js";
 import { LeanConnection } from "../loadgen/lean-connection.js";
 import { decodeLoadBody, encodeLoadBody, LOADGEN_CONTENT_TYPE, wallClockMs } from "../loadgen/message-body.js";
@@ -97,8 +105,26 @@ async function coordinator(): Promise<void> {
       workers: { type: "string", default: "1" },
       receivers: { type: "string", default: "2" },
       "body-bytes": { type: "string", default: "100" },
+      "offline-push": { type: "string", default: "off" },
+      "offline-members": { type: "string", default: "0" },
     },
   });
+  const offlinePush = args["offline-push"] === "on";
+  const offlineMembers = offlinePush ? Number(args["offline-members"]) : 0;
+  let notifications = 0;
+  const webhook = offlinePush
+    ? http.createServer((req, res) => {
+        req.resume().on("end", () => {
+          notifications++;
+          res.writeHead(204).end();
+        });
+      })
+    : undefined;
+  if (webhook !== undefined) await new Promise<void>((resolve) => webhook.listen(0, "127.0.0.1", resolve));
+  const pushArgs =
+    webhook === undefined
+      ? []
+      : ["--push-webhook-url", `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/push`, "--push-webhook-secret", "bench", "--push-grace-ms", "1000", "--push-group-members-max", String(1_000_000)];
   const members = Number(args.members);
   const rates = args.rates!.split(",").map(Number);
   const durationS = Number(args["duration-s"]);
@@ -112,14 +138,14 @@ async function coordinator(): Promise<void> {
   // capacity its sends pile up unanswered, which the default bound of 64 in flight per
   // connection would end with a disconnect. The bench measures the capacity, so the bound is wide.
   const node = await startNodeProcess(
-    ["--workers", String(workers), "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal", "--max-group-members", String(members), "--inflight-max", "100000"],
+    ["--workers", String(workers), "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal", "--max-group-members", String(members + offlineMembers), "--inflight-max", "100000", ...pushArgs],
     serverEnv(),
   );
   const url = `http://127.0.0.1:${node.port}`;
   const pids = new Set<number>();
   for (let i = 0; i < 200 && pids.size < workers; i++) pids.add((await fetchStats(node.port)).pid);
   process.stdout.write(
-    `fan-out benchmark: ${members} members, ${workers} worker(s) ${[...pids].join(",")}, ${receiverCount} receiver processes, ${bodyBytes}-byte bodies, ${durationS} s per rate; ` +
+    `fan-out benchmark: ${members} members${offlinePush ? ` online and ${offlineMembers} offline with a device each, offline push on` : ""}, ${workers} worker(s) ${[...pids].join(",")}, ${receiverCount} receiver processes, ${bodyBytes}-byte bodies, ${durationS} s per rate; ` +
       `${cpus().length} x ${cpus()[0]?.model ?? "?"}, Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}\n`,
   );
   const users = Array.from({ length: members }, (_, i) => `fb${run}-m${i}`);
@@ -129,6 +155,14 @@ async function coordinator(): Promise<void> {
   const { conversation } = await conversations.createGroup({ title: "fanout", memberUserIds: users.slice(1, 1000) }, { headers });
   const group = conversation!.conversationId;
   for (let i = 1000; i < members; i += 1000) await conversations.addMembers({ conversationId: group, userIds: users.slice(i, i + 1000) }, { headers });
+  if (offlineMembers > 0) {
+    const away = Array.from({ length: offlineMembers }, (_, i) => `fb${run}-away${i}`);
+    const push = createClient(PushService, createGrpcTransport({ baseUrl: url }));
+    for (const userId of away) {
+      await push.registerDevice({ deviceId: "phone", platform: PushPlatform.FCM, token: `t-${userId}` }, { headers: { authorization: `Bearer ${await mintToken(DEV_JWT_SECRET, userId)}` } });
+    }
+    for (let i = 0; i < away.length; i += 1000) await conversations.addMembers({ conversationId: group, userIds: away.slice(i, i + 1000) }, { headers });
+  }
 
   const receivers = Array.from({ length: receiverCount }, (_, r) =>
     fork(process.argv[1]!, [], {
@@ -207,6 +241,10 @@ async function coordinator(): Promise<void> {
     sender.close();
     node.kill("SIGTERM");
     await node.exited;
+    if (webhook !== undefined) {
+      process.stdout.write(`\noffline push: ${notifications} notifications taken by the webhook\n`);
+      webhook.close();
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }
