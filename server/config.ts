@@ -59,6 +59,7 @@ export interface ServerConfig {
   readonly pushGraceMs: number;
   readonly pushPreviewChars: number;
   readonly pushGroupMembersMax: number;
+  readonly pushConcurrency: number;
   readonly pushWebhookUrl: string;
   readonly pushWebhookSecret: string;
   readonly apnsKeyFile: string;
@@ -144,6 +145,7 @@ export const OPTIONS: readonly Option[] = [
   { flag: "push-grace-ms", env: "IM_PUSH_GRACE_MS", key: "pushGraceMs", fallback: "5000", kind: "int", doc: "a member with no live connection is notified if it still has none this long after the message (a client that reconnects within it syncs instead)" },
   { flag: "push-preview-chars", env: "IM_PUSH_PREVIEW_CHARS", key: "pushPreviewChars", fallback: "80", kind: "int", doc: "characters of a text message shown in its notification (0: none, the notification says only who wrote)" },
   { flag: "push-group-members-max", env: "IM_PUSH_GROUP_MEMBERS_MAX", key: "pushGroupMembersMax", fallback: "2000", kind: "int", doc: "messages of groups larger than this notify no offline member (a large group's members are not kept per message)" },
+  { flag: "push-concurrency", env: "IM_PUSH_CONCURRENCY", key: "pushConcurrency", fallback: "64", kind: "int", doc: "offline push requests in flight to the providers per worker process (10,000 notifications wait behind them; beyond that they are dropped and counted)" },
   { flag: "live-room-viewers-max", env: "IM_LIVE_ROOM_VIEWERS_MAX", key: "liveRoomViewersMax", fallback: "1000", kind: "int", doc: "viewers one live room admits" },
 ];
 

@@ -129,7 +129,8 @@ export class OfflinePushPipeline implements EventSink {
 
   counters(): OfflinePushCounters {
     const d = this.#dispatcher.stats();
-    return { ...this.#counters, sent: d.sent, retries: d.retries, failed: d.failed, queued: d.queued + d.inFlight };
+    // Dropped: appends given up here, and notifications the dispatcher could not queue (full, or no provider).
+    return { ...this.#counters, dropped: this.#counters.dropped + d.dropped, sent: d.sent, retries: d.retries, failed: d.failed, queued: d.queued + d.inFlight };
   }
 
   stats(): Record<string, number> {

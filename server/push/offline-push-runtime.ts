@@ -27,6 +27,7 @@ type PushConfig = Pick<
   | "pushGraceMs"
   | "pushPreviewChars"
   | "pushGroupMembersMax"
+  | "pushConcurrency"
 >;
 
 /**
@@ -102,7 +103,8 @@ export function startOfflinePush(
   const providers = [...new Set(Object.values(notifiers))];
   if (providers.length === 0) return undefined;
   const { routing, clock, logger } = deps;
-  const dispatcher = new PushDispatcher({ devices: deps.devices, notifiers, logger });
+  if (config.pushConcurrency < 1) throw new Error("--push-concurrency must be at least 1");
+  const dispatcher = new PushDispatcher({ devices: deps.devices, notifiers, logger, concurrency: config.pushConcurrency });
   const pipeline = new OfflinePushPipeline({
     self: routing.workerId,
     processes: () => routing.owners.members,

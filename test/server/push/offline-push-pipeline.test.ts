@@ -17,7 +17,7 @@ function deployment(names: string[], groups: Record<string, string[]> = {}, timi
   const notified: string[] = [];
   const local = new Map(names.map((n) => [n, new Set<string>()]));
   const receivers = new Map<string, (bytes: Uint8Array) => void>();
-  const stats: PushDispatcherStats = { queued: 0, inFlight: 0, sent: 0, retries: 0, failed: 0, rejected: 0, invalidTokens: 0, dropped: 0, duplicates: 0 };
+  const stats: { -readonly [K in keyof PushDispatcherStats]: PushDispatcherStats[K] } = { queued: 0, inFlight: 0, sent: 0, retries: 0, failed: 0, rejected: 0, invalidTokens: 0, dropped: 0, duplicates: 0 };
   const pipelines = new Map(
     names.map((self) => [
       self,
@@ -50,6 +50,7 @@ function deployment(names: string[], groups: Record<string, string[]> = {}, timi
   );
   return {
     notified,
+    stats,
     pipeline: (name: string) => pipelines.get(name)!,
     connect(name: string, userId: string) {
       local.get(name)!.add(userId);
@@ -216,6 +217,9 @@ describe("OfflinePushPipeline", () => {
     d.pipeline("w0").messageAppended(group("g:team"), stored("g:team", "alice"));
     await vi.advanceTimersByTimeAsync(GRACE + 500);
     expect(d.pipeline("w0").counters()).toMatchObject({ candidates: 2, decided: 1, dropped: 0 });
+    // What the dispatcher could not queue counts as dropped too.
+    d.stats.dropped = 3;
+    expect(d.pipeline("w0").counters().dropped).toBe(3);
     await d.close();
   });
 });
