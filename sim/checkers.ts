@@ -3,6 +3,7 @@ import type { StoredMessage } from "../server/core/model.js";
 import { AnswerChecker } from "./answer-checker.js";
 import type { Link } from "./network.js";
 import { PushChecker } from "./push-checker.js";
+import { ShownChecker, type ShownBoundConfig } from "./shown-checker.js";
 
 /** The checkers, reported separately. `invariant` is a broken assertion (an unexpected error). */
 export type CheckerName =
@@ -17,10 +18,11 @@ export type CheckerName =
   | "fetches"
   | "stuck"
   | "access"
+  | "shown"
   | "invariant";
 
 /** Every checker, in report order. */
-export const CHECKERS: readonly CheckerName[] = ["order", "readOrder", "duplicate", "loss", "liveness", "pushOrder", "pushMissing", "answers", "fetches", "stuck", "access", "invariant"];
+export const CHECKERS: readonly CheckerName[] = ["order", "readOrder", "duplicate", "loss", "liveness", "pushOrder", "pushMissing", "answers", "fetches", "stuck", "access", "shown", "invariant"];
 
 /** One violation: which checker, where, when, and what. */
 export interface Violation {
@@ -68,6 +70,10 @@ export interface CheckerOptions {
   readonly fetchPage: number;
   /** Whether `userId` is a member of the conversation (the workload's groups, a direct id's names). */
   readonly isMember: (userId: string, conversationId: string) => boolean;
+  /** The settings the shown checker derives its bound from (shown-checker.ts). */
+  readonly shown: ShownBoundConfig;
+  /** The conversations a device's client knows (the sessions its sync pages through). */
+  readonly sessionsOf: (device: CheckedDevice) => number;
 }
 
 /**
@@ -119,6 +125,7 @@ export class Checkers {
   readonly #reports = new Map<CheckerName, { violations: number; examples: Violation[] }>();
   readonly #pushes: PushChecker;
   readonly #answers: AnswerChecker;
+  readonly #shown: ShownChecker;
   readonly #options: CheckerOptions;
   #first: Violation | undefined;
 
@@ -128,6 +135,12 @@ export class Checkers {
     for (const name of CHECKERS) this.#reports.set(name, { violations: 0, examples: [] });
     this.#pushes = new PushChecker(this, options);
     this.#answers = new AnswerChecker(this, options);
+    this.#shown = new ShownChecker(this, options.shown, options.sessionsOf);
+  }
+
+  /** The longest a push waited on a live link before its client showed it (virtual ms). */
+  get longestShownMs(): number {
+    return this.#shown.longestMs;
   }
 
   /** The first violation seen, if any. */
@@ -252,6 +265,17 @@ export class Checkers {
       this.report("order", id, device.name, `delivered seq ${message.seq} after seq ${lastDelivered}: ${index - prefix} messages (from seq ${log!.seqs[prefix]}) skipped or reordered`);
     }
     prefixes.set(id, index + 1);
+    this.#shown.shownUpTo(device, id, index + 1);
+  }
+
+  /**
+   * The client of `device` took in a push of `message` on its live link (after its engine
+   * saw it): unless it was shown at once, it is owed within the shown checker's bound.
+   */
+  pushHandled(device: CheckedDevice, message: CheckedMessage): void {
+    const index = this.indexOf(message.conversationId, message.seq);
+    if (index < 0) return;
+    this.#shown.handled(device, message.conversationId, index, this.#prefix[device.index]?.get(message.conversationId) ?? 0);
   }
 
   /** A device's client moved the read position it shows its app. */
@@ -307,6 +331,12 @@ export class Checkers {
   /** The client end of `link` is done with it (closed, reset, ended by the server). */
   linkEnded(link: Link): void {
     this.#pushes.ended(link);
+    if (!link.client.adversary) this.#shown.linkEnded(link.client, link);
+  }
+
+  /** End of run, for the live link of a device: pushes it still has not shown. */
+  checkEndShown(device: CheckedDevice, link: Link): void {
+    this.#shown.linkEnded(device, link);
   }
 
   /** End of run, for the live link of a device: the tail of each conversation must have been pushed. */

@@ -16,10 +16,24 @@ export interface ClientBugs {
   readonly fetchOneAtATime?: boolean;
   /** Hand the core every fetch answer empty (as if its messages were lost on the way); applied by the transport. */
   readonly dropFetchAnswers?: boolean;
+  /**
+   * A reorder buffer that overflows forgets the pushes that do not fit and fetches nothing for
+   * them: once `pendingMax` pushes of a conversation wait out of order, the next ones are
+   * dropped, so what comes after the buffer shows only with the next push or the idle resync.
+   */
+  readonly overflowForgets?: boolean;
 }
 
 /** The engine with the bugs switched on in `bugs` (the engine itself unchanged underneath). */
-export function breakEngine<M extends ChainMessage>(engine: SyncLogic<M>, bugs: ClientBugs): SyncLogic<M> {
+export function breakEngine<M extends ChainMessage>(engine: SyncLogic<M>, bugs: ClientBugs, pendingMax = Infinity): SyncLogic<M> {
+  /** overflowForgets: per conversation, the seqs of pushes the engine holds out of order. */
+  const held = new Map<string, number[]>();
+  const overflows = (message: M): boolean => {
+    const last = engine.lastSeq(message.conversationId);
+    const seqs = (held.get(message.conversationId) ?? []).filter((s) => s > last);
+    held.set(message.conversationId, seqs);
+    return message.seq > last && message.prevSeq !== last && !seqs.includes(message.seq) && seqs.length >= pendingMax;
+  };
   return {
     connected: () => engine.connected(),
     disconnected: () => engine.disconnected(),
@@ -36,7 +50,9 @@ export function breakEngine<M extends ChainMessage>(engine: SyncLogic<M>, bugs: 
     idle: () => engine.idle(),
     receive(message) {
       const before = engine.lastSeq(message.conversationId);
+      if (bugs.overflowForgets === true && overflows(message)) return [];
       const effects = engine.receive(message);
+      if (bugs.overflowForgets === true && engine.lastSeq(message.conversationId) < message.seq) held.get(message.conversationId)!.push(message.seq);
       const early = bugs.skipGapRepair === true && message.seq > before && !effects.some((e) => e.type === "deliver" && e.messages.includes(message));
       const again = bugs.redeliverSeen === true && message.seq <= before;
       if (!early && !again) return effects;

@@ -70,7 +70,7 @@ export class ClientDriver implements DeviceDriver {
     this.#ctx = ctx;
     this.#tracing = ctx.trace.conversationId !== undefined;
     const { config, bugs, sched, faults } = ctx;
-    const broken = bugs.skipGapRepair === true || bugs.redeliverSeen === true;
+    const broken = bugs.skipGapRepair === true || bugs.redeliverSeen === true || bugs.overflowForgets === true;
     this.#settings = clientSettings<ClientMessage>({
       clock: { nowMs: () => sched.nowMs },
       random: () => faults.rng.float(),
@@ -83,7 +83,7 @@ export class ClientDriver implements DeviceDriver {
       requestsInFlightMax: config.requestsInFlightMax,
       pendingMax: config.pendingMax,
       reorderWindowMs: config.reorderWindowMs,
-      createEngine: broken ? (options) => breakEngine(new SyncEngine<ClientMessage>(options), bugs) : undefined,
+      createEngine: broken ? (options) => breakEngine(new SyncEngine<ClientMessage>(options), bugs, config.pendingMax) : undefined,
     });
   }
 
@@ -156,6 +156,8 @@ export class ClientDriver implements DeviceDriver {
         if (push.kind === "message") {
           this.#ctx.checkers.pushed(link, push.message);
           core.push(id, push.message);
+          // A slow consumer's answers queue behind its pushes: the shown bound is not theirs.
+          if (!device.slow) this.#ctx.checkers.pushHandled(device, push.message);
         } else if (push.kind === "read") core.readPushed(id, push.conversationId, push.readSeq);
         else if (push.kind === "membership") core.membershipChanged(id);
         else this.#ctx.checkers.report("invariant", "", device.name, push.detail);

@@ -46,6 +46,8 @@ export class Link {
   readonly node: GatewayNode;
   /** The stream exists; false once it was dropped, refused or closed by either side. */
   up = true;
+  /** Virtual time at which `up` became false (Infinity while up). */
+  endedAtMs = Infinity;
   /** The node process that accepted it (0: none yet). */
   generation = 0;
   /** Index in the node's link array while held there (-1: not held). */
@@ -182,6 +184,7 @@ export class Network {
   drop(link: Link, force: boolean): void {
     if (!link.up) return;
     link.up = false;
+    link.endedAtMs = this.#sched.nowMs;
     this.#stats.drops++;
     const p = this.#faults.config.resetProbability;
     if (force || this.#faults.rng.chance(p)) this.#sched.schedule(this.#faults.linkLatency(), this.#resetArrives, link);
@@ -191,6 +194,7 @@ export class Network {
   /** The node refuses a connection attempt (it is down or draining): the client learns one latency later. */
   refuse(link: Link): void {
     link.up = false;
+    link.endedAtMs = this.#sched.nowMs;
     this.#sched.schedule(this.#faults.linkLatency(), this.#refusedArrives, link);
   }
 
@@ -198,6 +202,7 @@ export class Network {
   close(link: Link): void {
     if (!link.up) return;
     link.up = false;
+    link.endedAtMs = this.#sched.nowMs;
     this.#sched.schedule(this.#faults.linkLatency(), this.#goneArrives, link);
   }
 

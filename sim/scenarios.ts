@@ -77,6 +77,8 @@ export interface SimConfig extends FaultConfig, ClientConfig {
   bugFetchOneAtATime: number;
   /** The client's transport hands its core every fetch answer empty. */
   bugDropFetchAnswers: number;
+  /** The client's reorder buffer, once full, forgets the pushes that do not fit and fetches nothing for them. */
+  bugOverflowForgets: number;
   /** The store says everyone is a member of every conversation. */
   bugEveryoneIsMember: number;
   /** The store's readRange starts at afterSeq instead of after it. */
@@ -151,6 +153,7 @@ const BASE: SimConfig = {
   bugFreshIdOnRetry: 0,
   bugFetchOneAtATime: 0,
   bugDropFetchAnswers: 0,
+  bugOverflowForgets: 0,
   bugEveryoneIsMember: 0,
   bugReadFromCursor: 0,
   bugNoOwners: 0,

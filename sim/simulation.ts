@@ -98,11 +98,14 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
   const stats = new Stats();
   const trace = new Trace(run.traceConversationId);
   let workload: Workload | undefined;
+  let devices: readonly Device[] = [];
   const checkers = new Checkers(sched, {
     pushOrder: pushesKeepOrder(config),
     pushMissing: pushesArriveAll(config),
     fetchPage: config.fetchDefault,
     isMember: (userId, conversationId) => workload!.isMember(userId, conversationId),
+    shown: config,
+    sessionsOf: (device) => devices[device.index]!.core.cursors().length,
   });
   const backend = new StoreBackend(
     (message) => {
@@ -148,8 +151,10 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
       freshIdOnRetry: config.bugFreshIdOnRetry === 1,
       fetchOneAtATime: config.bugFetchOneAtATime === 1,
       dropFetchAnswers: config.bugDropFetchAnswers === 1,
+      overflowForgets: config.bugOverflowForgets === 1,
     },
   });
+  devices = driver.devices;
   const adversaries = new Adversaries({ sched, network, faults, stats, checkers, nodes, config });
   driver.adversaries = adversaries;
   network.connect({
@@ -270,6 +275,8 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
     stop: () => done,
   });
   if (end === "max-events" && run.stopAtEvent === undefined) checkers.report("invariant", "", "", `event budget of ${config.maxEvents} exhausted`);
+  for (const device of driver.devices) if (device.link !== undefined) checkers.checkEndShown(device, device.link);
+  stats.longestShownMs = checkers.longestShownMs;
   return {
     scenario: run.scenario,
     size: run.size,

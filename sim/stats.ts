@@ -60,6 +60,8 @@ export class Stats {
   gapsFound = 0;
   gapsRepaired = 0;
   longestRepairMs = 0;
+  /** The longest a push waited on a live link before its client showed it (the shown checker). */
+  longestShownMs = 0;
   /** Gaps the engines gave up on until the next sync. */
   stuck = 0;
   storeTimeoutsAfterWrite = 0;

@@ -2,11 +2,14 @@ import { describe, expect, it } from "vitest";
 import type { StoredMessage } from "../../server/core/model.js";
 import { Checkers, logicalId, type CheckerOptions } from "../../sim/checkers.js";
 import type { Link } from "../../sim/network.js";
+import { roundTripMaxMs, shownBoundMs } from "../../sim/shown-checker.js";
 
 const clock = { nowMs: 0, events: 0 };
 const alice = { index: 0, name: "u0/0", userId: "u0" };
 const bob = { index: 1, name: "u1/0", userId: "u1" };
-const OPTIONS: CheckerOptions = { pushOrder: true, pushMissing: true, fetchPage: 10, isMember: (userId, id) => id === "g:g0" || id.includes(userId) };
+/** Shown bound: a 10 ms reorder window and 10 ms round trips (nothing but 4 ms of latency each way). */
+const SHOWN = { latencyMs: 3, jitterMs: 0, storeLatencyMs: 0, storeJitterMs: 0, reorderWindowMs: 10, fetchDefault: 10, syncSessionsDefault: 10 };
+const OPTIONS: CheckerOptions = { pushOrder: true, pushMissing: true, fetchPage: 10, isMember: (userId, id) => id === "g:g0" || id.includes(userId), shown: SHOWN, sessionsOf: () => 1 };
 
 function msg(seq: number, clientMsgId = `0-${seq}`, conversationId = "g:g0"): StoredMessage {
   return { conversationId, seq, prevSeq: seq - 1, messageId: `m${conversationId}${seq}`, senderId: "u0", sentAtMs: 0, contentType: "text/plain", data: new Uint8Array(), clientMsgId };
@@ -105,7 +108,7 @@ function sparse(seq: number, prevSeq: number, conversationId = "g:g0"): StoredMe
 
 /** What the push checker reads of a link. */
 function linkOf(device: { index: number; name: string; userId: string }, connectionId: string, attachedAtMs: number): Link {
-  return { client: { ...device, slow: false }, name: connectionId, up: true, attachedAtMs, conn: { connectionId, ending: false }, pushed: undefined } as unknown as Link;
+  return { client: { ...device, slow: false, adversary: false }, name: connectionId, up: true, endedAtMs: Infinity, attachedAtMs, conn: { connectionId, ending: false }, pushed: undefined } as unknown as Link;
 }
 
 describe("Checkers on a log whose seqs skip (a takeover)", () => {
@@ -266,5 +269,75 @@ describe("answer checkers", () => {
     const checkers = withLog();
     checkers.stuck(alice, "g:g0", 2);
     expect(checkers.first).toMatchObject({ checker: "stuck", conversationId: "g:g0", device: "u0/0" });
+  });
+});
+
+describe("shown checker", () => {
+  function setup() {
+    const now = { nowMs: 0, events: 0 };
+    const checkers = new Checkers(now, OPTIONS);
+    const log = Array.from({ length: 4 }, (_, i) => msg(i + 1));
+    for (const m of log) checkers.appended(m);
+    return { checkers, log, now };
+  }
+
+  it("derives its bound from the reorder window, the pages of the gap and the longest round trip", () => {
+    expect(roundTripMaxMs(SHOWN)).toBe(8);
+    expect(shownBoundMs(SHOWN, 0, 1)).toBe(10 + 4 * 8);
+    expect(shownBoundMs(SHOWN, 25, 1)).toBe(10 + 7 * 8);
+    expect(shownBoundMs(SHOWN, 0, 21)).toBe(10 + 6 * 8);
+    // chaos: 1 + 5 + 10 x 10 ms each way, 3 store calls of at most 2 + 10 x 3 ms.
+    expect(roundTripMaxMs({ ...SHOWN, latencyMs: 5, jitterMs: 10, storeLatencyMs: 2, storeJitterMs: 3 })).toBe(2 * 106 + 3 * 32);
+  });
+
+  it("a push shown at once, or within the bound after its gap was fetched, is no finding", () => {
+    const { checkers, log, now } = setup();
+    const link = linkOf(alice, "c1", 0);
+    checkers.delivered(alice, log[0]!);
+    checkers.pushHandled(alice, log[0]!);
+    now.nowMs = 100;
+    checkers.pushHandled(alice, log[2]!);
+    now.nowMs = 150;
+    checkers.delivered(alice, log[1]!);
+    checkers.delivered(alice, log[2]!);
+    checkers.linkEnded(link);
+    expect(checkers.total()).toBe(0);
+    expect(checkers.longestShownMs).toBe(50);
+  });
+
+  it("a push kept from the app past the bound while its link was up", () => {
+    const { checkers, log, now } = setup();
+    checkers.delivered(alice, log[0]!);
+    now.nowMs = 100;
+    checkers.pushHandled(alice, log[2]!);
+    now.nowMs = 100 + 51;
+    checkers.delivered(alice, log[1]!);
+    checkers.delivered(alice, log[2]!);
+    expect(checkers.first).toMatchObject({ checker: "shown", conversationId: "g:g0", device: "u0/0" });
+    expect(checkers.first?.detail).toBe("seq 3 shown 51 ms after its push reached the live link at 100 ms; the bound was 50 ms");
+  });
+
+  it("a push still not shown when the link ends, or the run does, after the bound passed", () => {
+    const { checkers, log, now } = setup();
+    checkers.pushHandled(alice, log[1]!);
+    checkers.pushHandled(bob, log[1]!);
+    now.nowMs = 1_000;
+    checkers.linkEnded(linkOf(alice, "c1", 0));
+    checkers.checkEndShown(bob, linkOf(bob, "c2", 0));
+    expect(checkers.reports().shown.violations).toBe(2);
+    expect(checkers.first?.detail).toBe("seq 2 not shown 1000 ms after (while its link was up) its push reached the live link at 0 ms; the bound was 50 ms");
+  });
+
+  it("owes nothing past the link's drop: a half-open link carries no answer", () => {
+    const { checkers, log, now } = setup();
+    checkers.pushHandled(alice, log[1]!);
+    const link = linkOf(alice, "c1", 0);
+    link.endedAtMs = 40;
+    now.nowMs = 45_000;
+    checkers.linkEnded(link);
+    // The next link starts afresh: the message is owed again only if it is pushed again.
+    checkers.delivered(alice, log[0]!);
+    checkers.delivered(alice, log[1]!);
+    expect(checkers.total()).toBe(0);
   });
 });

@@ -59,6 +59,7 @@ describe("runSimulation()", () => {
       ["the client fetches one message at a time", "chaos", { bugFetchOneAtATime: 1 }, "fetches", "fetches (bound"],
       ["the client loses its fetch answers", "chaos", { bugDropFetchAnswers: 1 }, "stuck", "reported stuck"],
       ["the store says everyone is a member", "chaos", { bugEveryoneIsMember: 1 }, "access", "instead of refused"],
+      ["the client's full reorder buffer forgets pushes and fetches nothing for them", "group-fanout", { bugOverflowForgets: 1, pendingMax: 1 }, "shown", "its push reached the live link"],
     ] as const)("%s: %s", async (_name, scenario, bug, checker, detail) => {
       const result = await run(scenario, 1, bug);
       expect(result.ok).toBe(false);
