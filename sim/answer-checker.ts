@@ -32,15 +32,15 @@ export class AnswerChecker {
       const wanted = s.conversationId !== "" ? s.conversationId : directConversationId(device.userId, s.toUserId);
       if (answer.ack.conversationId !== wanted) this.#bad(wanted, device, `send ${s.clientMsgId} to ${wanted} was acknowledged in ${answer.ack.conversationId}`);
     } else if (answer.kind === "sync" && request.kind === "sync") {
-      const cursors = new Map(request.cursors.map((c) => [c.conversationId, c.lastSeq]));
+      const cursors = request.cursors.length > CURSORS_SCANNED_MAX ? new Map(request.cursors.map((c) => [c.conversationId, c.lastSeq])) : undefined;
       for (const session of answer.answer.sessions) {
         const id = session.conversationId;
         if (!this.#options.isMember(device.userId, id)) {
           this.#checkers.report("access", id, device.name, `a sync of ${device.userId} answered the session of ${id}, which it is not a member of`);
           continue;
         }
-        const after = cursors.get(id) ?? 0;
-        this.#run(device, id, `sync (cursor ${after})`, session.messages, after);
+        const after = cursors !== undefined ? (cursors.get(id) ?? 0) : cursorOf(request.cursors, id);
+        this.#run(device, id, SYNC, session.messages, after, 0);
         const log = this.#checkers.log(id);
         if (session.lastSeq !== 0 && (log === undefined || indexIn(log, session.lastSeq) < 0)) this.#bad(id, device, `a sync answered head seq ${session.lastSeq}, which is not in the log`);
         if (!session.hasMoreMessages) {
@@ -53,14 +53,14 @@ export class AnswerChecker {
     } else if (answer.kind === "fetch" && request.kind === "fetch") {
       const id = request.conversationId;
       const { afterSeq, upToSeq } = request;
-      const what = `fetch (${afterSeq}, ${upToSeq === 0 ? "newest" : upToSeq}]`;
-      this.#run(device, id, what, answer.messages, afterSeq);
+      this.#run(device, id, FETCH, answer.messages, afterSeq, upToSeq);
+      const what = (): string => describe(FETCH, afterSeq, upToSeq);
       const last = answer.messages[answer.messages.length - 1];
-      if (upToSeq > 0 && last !== undefined && last.seq > upToSeq) this.#bad(id, device, `a ${what} answered seq ${last.seq}, beyond the range`);
+      if (upToSeq > 0 && last !== undefined && last.seq > upToSeq) this.#bad(id, device, `a ${what()} answered seq ${last.seq}, beyond the range`);
       if (upToSeq > 0 && !answer.hasMore) {
         const log = this.#checkers.log(id);
         const owed = log === undefined ? 0 : upperBound(log, upToSeq) - upperBound(log, afterSeq);
-        if (answer.messages.length < owed) this.#bad(id, device, `a ${what} answered ${answer.messages.length} of its ${owed} messages and no more to come`);
+        if (answer.messages.length < owed) this.#bad(id, device, `a ${what()} answered ${answer.messages.length} of its ${owed} messages and no more to come`);
       }
     } else if (answer.kind === "markRead" && request.kind === "markRead") {
       if (answer.readSeq < request.readSeq) this.#bad(request.conversationId, device, `markRead to seq ${request.readSeq} answered read seq ${answer.readSeq}: a read position moved back`);
@@ -80,12 +80,15 @@ export class AnswerChecker {
     }
   }
 
-  /** `messages` must be the log's messages right after seq `after`, in order. */
-  #run(device: CheckedDevice, conversationId: string, what: string, messages: readonly CheckedMessage[], after: number): void {
+  /**
+   * `messages` must be the log's messages right after seq `after`, in order. The request is
+   * named (`kind`, `after`, `upTo`) only in a finding: no string per answer.
+   */
+  #run(device: CheckedDevice, conversationId: string, kind: RangeKind, messages: readonly CheckedMessage[], after: number, upTo: number): void {
     if (messages.length === 0) return;
     const log = this.#checkers.log(conversationId);
     if (log === undefined) {
-      this.#bad(conversationId, device, `a ${what} answered seq ${messages[0]!.seq} of a conversation with no messages`);
+      this.#bad(conversationId, device, `a ${describe(kind, after, upTo)} answered seq ${messages[0]!.seq} of a conversation with no messages`);
       return;
     }
     let expected = upperBound(log, after);
@@ -93,7 +96,7 @@ export class AnswerChecker {
       const at = indexIn(log, m.seq);
       if (at !== expected || log.ids[at] !== m.messageId || m.prevSeq !== (at === 0 ? 0 : log.seqs[at - 1])) {
         const wanted = expected < log.seqs.length ? `seq ${log.seqs[expected]}` : "nothing (the head)";
-        this.#bad(conversationId, device, `a ${what} answered seq ${m.seq} (prev ${m.prevSeq}) where the log has ${wanted}`);
+        this.#bad(conversationId, device, `a ${describe(kind, after, upTo)} answered seq ${m.seq} (prev ${m.prevSeq}) where the log has ${wanted}`);
         return;
       }
       expected++;
@@ -103,6 +106,24 @@ export class AnswerChecker {
   #bad(conversationId: string, device: CheckedDevice, detail: string): void {
     this.#checkers.report("answers", conversationId, device.name, detail);
   }
+}
+
+const SYNC = 0;
+const FETCH = 1;
+type RangeKind = typeof SYNC | typeof FETCH;
+
+/** How a finding names the request: `sync (cursor 3)`, `fetch (3, 7]`. */
+function describe(kind: RangeKind, after: number, upTo: number): string {
+  return kind === SYNC ? `sync (cursor ${after})` : `fetch (${after}, ${upTo === 0 ? "newest" : upTo}]`;
+}
+
+/** Up to this many cursors, a sync's are scanned rather than put in a map (most devices know a few conversations). */
+const CURSORS_SCANNED_MAX = 16;
+
+/** The cursor's lastSeq for a conversation in a sync request (0 when it has none). */
+function cursorOf(cursors: readonly { readonly conversationId: string; readonly lastSeq: number }[], conversationId: string): number {
+  for (const c of cursors) if (c.conversationId === conversationId) return c.lastSeq;
+  return 0;
 }
 
 /** The number of seqs of the log that are at most `seq`. */
