@@ -1,6 +1,6 @@
 /**
  * Simulator benchmark: `npm run bench:sim [-- --scenario million --runs 3 --seed 1 --size full]`
- * (`--sim-flags "--users 200000"`: any sim flags; `--node-flags ""`: the run's Node flags,
+ * (`--sim-flags="--users 200000"`: any sim flags; `--node-flags=""`: the run's Node flags,
  * SIM_NODE_FLAGS by default).
  *
  * Runs one scenario several times, each in a fresh process (`sim/main.ts --json`, so a run's
