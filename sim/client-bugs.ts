@@ -52,7 +52,10 @@ export function breakEngine<M extends ChainMessage>(engine: SyncLogic<M>, bugs: 
       const before = engine.lastSeq(message.conversationId);
       if (bugs.overflowForgets === true && overflows(message)) return [];
       const effects = engine.receive(message);
-      if (bugs.overflowForgets === true && engine.lastSeq(message.conversationId) < message.seq) held.get(message.conversationId)!.push(message.seq);
+      if (bugs.overflowForgets === true && engine.lastSeq(message.conversationId) < message.seq) {
+        const seqs = held.get(message.conversationId)!;
+        if (!seqs.includes(message.seq)) seqs.push(message.seq);
+      }
       const early = bugs.skipGapRepair === true && message.seq > before && !effects.some((e) => e.type === "deliver" && e.messages.includes(message));
       const again = bugs.redeliverSeen === true && message.seq <= before;
       if (!early && !again) return effects;
