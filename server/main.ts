@@ -144,6 +144,7 @@ export async function startServer(config: ServerConfig, logger = pino({ level: c
     limits: {
       pushQueueMax: config.pushQueueMax,
       pushQueueBytesMax: config.pushQueueBytesMax,
+      pushFlushMs: config.pushFlushMs,
       inFlightMax: config.inFlightMax,
       heartbeatTimeoutMs: config.heartbeatTimeoutMs,
       heartbeatIntervalMs: config.heartbeatIntervalMs,

@@ -19,6 +19,11 @@ export interface ConnectionLimits {
   readonly heartbeatTimeoutMs: number;
   /** Interval of server heartbeats on push-only (browser) streams. */
   readonly heartbeatIntervalMs: number;
+  /**
+   * How long a push may wait so that pushes close together share one write (lean HTTP/2
+   * streams); 0 or absent: only those of one tick do.
+   */
+  readonly pushFlushMs?: number;
 }
 
 /**

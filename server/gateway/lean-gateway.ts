@@ -148,7 +148,7 @@ class LeanStream {
   constructor(deps: LeanGatewayDeps, stream: http2.ServerHttp2Stream, protocol: LeanProtocol, pushOnly: boolean, compressed: boolean, userId: string, expiresAtMs: number) {
     this.#deps = deps;
     this.#compressed = compressed;
-    this.sink = new StreamSink(stream, protocol, pushOnly ? "subscribe" : "connect", this);
+    this.sink = new StreamSink(stream, protocol, pushOnly ? "subscribe" : "connect", this, deps.limits.pushFlushMs);
     this.conn = new Connection(deps.nextConnectionId(), userId, expiresAtMs, deps.clock.nowMs(), deps.limits, this.sink, pushOnly);
     (stream as Tagged)[kLean] = this;
     stream.on("close", onStreamClose);

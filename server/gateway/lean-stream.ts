@@ -188,32 +188,51 @@ function onWantTrailers(this: Tagged): void {
 }
 
 /**
- * Sinks holding frames for the end of the current tick. A tick's frames for one stream are
- * written together as one chunk (one Writable write, one write request, usually one HTTP/2
- * DATA frame) when the tick's synchronous work and its microtasks are done: a group commit
- * that publishes several messages at once, or a hub that falls behind, then costs each
- * connection one write instead of one per push. The writes reach node:http2 in the same
- * turn of the event loop as uncoalesced ones, so nothing waits longer for the socket.
+ * Sinks holding frames to write together. A stream's frames that wait for the same flush are
+ * written as one chunk (one Writable write, one write request, usually one HTTP/2 DATA
+ * frame). With no delay the flush runs at the end of the tick, once its synchronous work and
+ * microtasks are done: a group commit that publishes several messages at once, or a hub that
+ * falls behind, then costs each connection one write instead of one per push, and the writes
+ * reach node:http2 in the same turn of the event loop as uncoalesced ones. With a delay (the
+ * `--push-flush-ms` trade of latency for CPU, as centrifuge's write delay), pushes wait up
+ * to that long for one process-wide timer, so a busy group's messages share writes; answers
+ * and heartbeats still leave at the end of their tick, with whatever pushes wait before them.
  */
-let dirty: StreamSink[] = [];
-let spare: StreamSink[] = [];
-let flushScheduled = false;
+class Flusher {
+  readonly #delayMs: number;
+  #dirty: StreamSink[] = [];
+  #spare: StreamSink[] = [];
+  #scheduled = false;
+  readonly #run = (): void => this.#flush();
 
-function flushDirty(): void {
-  flushScheduled = false;
-  const sinks = dirty;
-  dirty = spare;
-  for (let i = 0; i < sinks.length; i++) sinks[i]!.flush();
-  sinks.length = 0;
-  spare = sinks;
+  constructor(delayMs: number) {
+    this.#delayMs = delayMs;
+  }
+
+  add(sink: StreamSink): void {
+    this.#dirty.push(sink);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    if (this.#delayMs > 0) setTimeout(this.#run, this.#delayMs);
+    else process.nextTick(this.#run);
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const sinks = this.#dirty;
+    this.#dirty = this.#spare;
+    for (let i = 0; i < sinks.length; i++) sinks[i]!.flush();
+    sinks.length = 0;
+    this.#spare = sinks;
+  }
 }
 
-function markDirty(sink: StreamSink): void {
-  dirty.push(sink);
-  if (!flushScheduled) {
-    flushScheduled = true;
-    process.nextTick(flushDirty);
-  }
+const flushers = new Map<number, Flusher>();
+
+function flusherOf(delayMs: number): Flusher {
+  let flusher = flushers.get(delayMs);
+  if (flusher === undefined) flushers.set(delayMs, (flusher = new Flusher(delayMs)));
+  return flusher;
 }
 
 /** Told when a StreamSink's stream is ended from the server's side. */
@@ -245,7 +264,16 @@ export class StreamSink implements FrameSink {
   /** Told once when the stream is ended from this side (the connection is over for the server). */
   readonly #owner: StreamOwner;
 
-  constructor(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, kind: StreamKind, owner: StreamOwner) {
+  /** Where pushes wait, and where everything else waits (the end of the tick). */
+  readonly #pushFlusher: Flusher;
+  readonly #tickFlusher: Flusher;
+  /** Whether the sink waits in the tick's flusher already. */
+  #inTick = false;
+
+  /** `pushFlushMs`: how long a push may wait to share a write (0: to the end of its tick). */
+  constructor(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, kind: StreamKind, owner: StreamOwner, pushFlushMs = 0) {
+    this.#tickFlusher = flusherOf(0);
+    this.#pushFlusher = flusherOf(pushFlushMs);
     this.#stream = stream;
     this.#protocol = protocol;
     this.#kind = kind;
@@ -331,6 +359,7 @@ export class StreamSink implements FrameSink {
 
   /** Writes the tick's frames as one chunk. */
   flush(): void {
+    this.#inTick = false;
     const first = this.#first;
     if (first === undefined) return;
     const more = this.#more;
@@ -361,9 +390,13 @@ export class StreamSink implements FrameSink {
     if (this.#ended || stream.destroyed) return;
     if (this.#first === undefined) {
       this.#first = bytes;
-      markDirty(this);
+      this.#pushFlusher.add(this);
     } else {
       (this.#more ??= []).push(bytes);
+    }
+    if (!push && !this.#inTick && this.#pushFlusher !== this.#tickFlusher) {
+      this.#inTick = true;
+      this.#tickFlusher.add(this);
     }
     this.#pendingBytes += bytes.byteLength;
     // As stream.write would answer for these bytes: over the high-water mark, they wait.

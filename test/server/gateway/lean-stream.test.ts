@@ -47,7 +47,7 @@ afterEach(() => {
   closers = [];
 });
 
-async function harness(): Promise<Harness> {
+async function harness(pushFlushMs = 0): Promise<Harness> {
   const server = http2.createServer();
   const accepted = new Promise<http2.ServerHttp2Stream>((resolve) => server.once("stream", resolve));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -67,7 +67,7 @@ async function harness(): Promise<Harness> {
     writes++;
     return write(chunk);
   };
-  const sink = new StreamSink(stream, "grpc", "connect", { released() {} });
+  const sink = new StreamSink(stream, "grpc", "connect", { released() {} }, pushFlushMs);
   sink.open();
   return { sink, writes: () => writes, highWaterMark: stream.writableHighWaterMark, body, pause: () => request.pause() };
 }
@@ -123,5 +123,26 @@ describe("StreamSink", () => {
     expect(h.sink.queuedPushes()).toBe(over);
     h.sink.push(message(201, 1000));
     expect(h.sink.queuedPushes()).toBe(over + 1);
+  });
+
+  it("with a push flush delay, holds pushes of several ticks for one write, and an answer takes the waiting pushes with it", async () => {
+    const h = await harness(200);
+    h.sink.push(message(1));
+    await tick();
+    h.sink.push(message(2));
+    await tick();
+    expect(h.writes()).toBe(0);
+    h.sink.reply(create(ConnectResponseSchema, { requestId: 9n, frame: { case: "pong", value: {} } }));
+    await tick();
+    expect(h.writes()).toBe(1);
+    h.sink.push(message(3));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(h.writes()).toBe(1);
+    h.sink.push(message(4));
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(h.writes()).toBe(2);
+    h.sink.end(undefined);
+    const got = frames(await h.body);
+    expect(got.map((f) => (f.frame.case === "pong" ? "pong" : seqOf(f)))).toEqual([1, 2, "pong", 3, 4]);
   });
 });
