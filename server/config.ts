@@ -102,7 +102,7 @@ export const OPTIONS: readonly Option[] = [
   { flag: "heartbeat-interval-ms", env: "IM_HEARTBEAT_INTERVAL_MS", key: "heartbeatIntervalMs", fallback: "30000", kind: "int", doc: "server heartbeat interval on browser push streams" },
   { flag: "push-queue-max", env: "IM_PUSH_QUEUE_MAX", key: "pushQueueMax", fallback: "1024", kind: "int", doc: "pushes queued per connection before a slow-consumer disconnect" },
   { flag: "push-queue-bytes-max", env: "IM_PUSH_QUEUE_BYTES_MAX", key: "pushQueueBytesMax", fallback: "8388608", kind: "int", doc: "body bytes queued per connection before a slow-consumer disconnect" },
-  { flag: "push-flush-ms", env: "IM_PUSH_FLUSH_MS", key: "pushFlushMs", fallback: "0", kind: "int", doc: "how long a push may wait to share one write with the next pushes to its connection on a gRPC or Connect binary long connection (server CPU for latency); 0: only pushes of one event-loop tick share a write" },
+  { flag: "push-flush-ms", env: "IM_PUSH_FLUSH_MS", key: "pushFlushMs", fallback: "0", kind: "int", doc: "how long a push may wait to share one write with the next pushes to its connection on a gRPC or Connect binary long connection (server CPU for latency); 0: each push is written at once" },
   { flag: "inflight-max", env: "IM_INFLIGHT_MAX", key: "inFlightMax", fallback: "64", kind: "int", doc: "requests in flight per long connection" },
   { flag: "drain-timeout-ms", env: "IM_DRAIN_TIMEOUT_MS", key: "drainTimeoutMs", fallback: "10000", kind: "int", doc: "on SIGTERM, how long in-flight requests may take to finish" },
   { flag: "reconnect-spread-ms", env: "IM_RECONNECT_SPREAD_MS", key: "reconnectSpreadMs", fallback: "5000", kind: "int", doc: "on shutdown, clients are told to reconnect after a random delay up to this" },

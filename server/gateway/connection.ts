@@ -21,7 +21,7 @@ export interface ConnectionLimits {
   readonly heartbeatIntervalMs: number;
   /**
    * How long a push may wait so that pushes close together share one write (lean HTTP/2
-   * streams); 0 or absent: only those of one tick do.
+   * streams); 0 or absent: each push is written at once.
    */
   readonly pushFlushMs?: number;
 }

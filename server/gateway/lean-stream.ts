@@ -188,15 +188,12 @@ function onWantTrailers(this: Tagged): void {
 }
 
 /**
- * Sinks holding frames to write together. A stream's frames that wait for the same flush are
- * written as one chunk (one Writable write, one write request, usually one HTTP/2 DATA
- * frame). With no delay the flush runs at the end of the tick, once its synchronous work and
- * microtasks are done: a group commit that publishes several messages at once, or a hub that
- * falls behind, then costs each connection one write instead of one per push, and the writes
- * reach node:http2 in the same turn of the event loop as uncoalesced ones. With a delay (the
- * `--push-flush-ms` trade of latency for CPU, as centrifuge's write delay), pushes wait up
- * to that long for one process-wide timer, so a busy group's messages share writes; answers
- * and heartbeats still leave at the end of their tick, with whatever pushes wait before them.
+ * Sinks holding pushes to write together (`--push-flush-ms`, a trade of latency for CPU as
+ * centrifuge's write delay): a push may wait up to the delay for one process-wide timer, and a
+ * stream's pushes that wait for the same flush are written as one chunk (one Writable write,
+ * one write request, usually one HTTP/2 DATA frame and one socket write). Most of a delivery's
+ * cost is per write (node:http2's write request and completion, nghttp2's frame, the syscall
+ * and, on loopback, the receiver's wake-up), so pushes close together cost about one.
  */
 class Flusher {
   readonly #delayMs: number;
@@ -213,8 +210,7 @@ class Flusher {
     this.#dirty.push(sink);
     if (this.#scheduled) return;
     this.#scheduled = true;
-    if (this.#delayMs > 0) setTimeout(this.#run, this.#delayMs);
-    else process.nextTick(this.#run);
+    setTimeout(this.#run, this.#delayMs);
   }
 
   #flush(): void {
@@ -242,10 +238,10 @@ export interface StreamOwner {
 
 /**
  * A FrameSink writing straight to an HTTP/2 stream: a publication's frame is the bytes the
- * Publication encoded once for every stream of its kind, an answer is encoded here. Frames
- * of one tick are written together at its end (see `dirty`), in the order they came. What
- * waits is what node:http2 holds for the stream (flow control or a slow reader) and the
- * tick's frames not yet written.
+ * Publication encoded once for every stream of its kind, an answer is encoded here. With a
+ * push flush delay, pushes wait to be written together (see Flusher) and an answer,
+ * heartbeat or end takes the waiting pushes with it, in order. What waits is what node:http2
+ * holds for the stream (flow control or a slow reader) and the pushes not yet written.
  */
 export class StreamSink implements FrameSink {
   readonly #stream: http2.ServerHttp2Stream;
@@ -253,7 +249,7 @@ export class StreamSink implements FrameSink {
   readonly #kind: StreamKind;
   /** Pushes written since the stream's buffer last went over its high-water mark. */
   #waiting = 0;
-  /** The tick's first frame not yet written, and the ones after it. */
+  /** The first frame waiting to be written, and the ones after it. */
   #first: Uint8Array | undefined;
   #more: Uint8Array[] | undefined;
   /** Bytes of the frames not yet written. */
@@ -264,16 +260,12 @@ export class StreamSink implements FrameSink {
   /** Told once when the stream is ended from this side (the connection is over for the server). */
   readonly #owner: StreamOwner;
 
-  /** Where pushes wait, and where everything else waits (the end of the tick). */
-  readonly #pushFlusher: Flusher;
-  readonly #tickFlusher: Flusher;
-  /** Whether the sink waits in the tick's flusher already. */
-  #inTick = false;
+  /** Where pushes wait to share a write; undefined: each is written at once. */
+  readonly #pushFlusher: Flusher | undefined;
 
-  /** `pushFlushMs`: how long a push may wait to share a write (0: to the end of its tick). */
+  /** `pushFlushMs`: how long a push may wait to share a write (0: none waits). */
   constructor(stream: http2.ServerHttp2Stream, protocol: LeanProtocol, kind: StreamKind, owner: StreamOwner, pushFlushMs = 0) {
-    this.#tickFlusher = flusherOf(0);
-    this.#pushFlusher = flusherOf(pushFlushMs);
+    this.#pushFlusher = pushFlushMs > 0 ? flusherOf(pushFlushMs) : undefined;
     this.#stream = stream;
     this.#protocol = protocol;
     this.#kind = kind;
@@ -357,9 +349,8 @@ export class StreamSink implements FrameSink {
     }
   }
 
-  /** Writes the tick's frames as one chunk. */
+  /** Writes the waiting frames as one chunk. */
   flush(): void {
-    this.#inTick = false;
     const first = this.#first;
     if (first === undefined) return;
     const more = this.#more;
@@ -388,18 +379,27 @@ export class StreamSink implements FrameSink {
   #write(bytes: Uint8Array, push: boolean): void {
     const stream = this.#stream;
     if (this.#ended || stream.destroyed) return;
+    if (!push || this.#pushFlusher === undefined) {
+      if (this.#first !== undefined) {
+        // Pushes wait: this frame leaves with them, after them, now.
+        (this.#more ??= []).push(bytes);
+        this.#pendingBytes += bytes.byteLength;
+        this.flush();
+        return;
+      }
+      const ok = stream.write(bytes);
+      if (push && (!ok || this.#waiting > 0)) this.#waiting++;
+      return;
+    }
     if (this.#first === undefined) {
       this.#first = bytes;
       this.#pushFlusher.add(this);
     } else {
       (this.#more ??= []).push(bytes);
     }
-    if (!push && !this.#inTick && this.#pushFlusher !== this.#tickFlusher) {
-      this.#inTick = true;
-      this.#tickFlusher.add(this);
-    }
     this.#pendingBytes += bytes.byteLength;
     // As stream.write would answer for these bytes: over the high-water mark, they wait.
-    if (push && (stream.writableLength + this.#pendingBytes >= stream.writableHighWaterMark || this.#waiting > 0)) this.#waiting++;
+    if (stream.writableLength + this.#pendingBytes >= stream.writableHighWaterMark || this.#waiting > 0) this.#waiting++;
   }
+
 }

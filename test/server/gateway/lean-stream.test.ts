@@ -74,55 +74,15 @@ async function harness(pushFlushMs = 0): Promise<Harness> {
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-describe("StreamSink", () => {
-  it("writes the frames of one tick as one chunk, in order, and every frame of every tick arrives", async () => {
-    const h = await harness();
-    for (let seq = 1; seq <= 50; seq++) h.sink.push(message(seq));
-    h.sink.reply(create(ConnectResponseSchema, { requestId: 7n, frame: { case: "pong", value: {} } }));
-    expect(h.writes()).toBe(0);
-    await tick();
-    expect(h.writes()).toBe(1);
-    h.sink.push(message(51));
-    await tick();
-    expect(h.writes()).toBe(2);
-    h.sink.end(undefined);
-    const got = frames(await h.body);
-    expect(got.slice(0, 50).map(seqOf)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
-    expect(got[50]!.requestId).toBe(7n);
-    expect(got[50]!.frame.case).toBe("pong");
-    expect(got.slice(51).map(seqOf)).toEqual([51]);
-    expect(got).toHaveLength(52);
-  });
+const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-  it("writes the tick's frames before the disconnect that ends the stream in the same tick", async () => {
+describe("StreamSink", () => {
+  it("without a push flush delay, writes each frame at once, as it comes", async () => {
     const h = await harness();
     for (let seq = 1; seq <= 3; seq++) h.sink.push(message(seq));
-    h.sink.end(create(DisconnectSchema, { reason: DisconnectReason.SERVER_SHUTDOWN, message: "bye" }));
-    h.sink.push(message(4));
-    const got = frames(await h.body);
-    expect(got.map((f) => f.frame.case)).toEqual(["message", "message", "message", "disconnect"]);
-    expect(got.slice(0, 3).map(seqOf)).toEqual([1, 2, 3]);
-  });
-
-  it("counts what waits in the tick as the stream would: bytes at once, pushes once over the high-water mark", async () => {
-    const h = await harness();
-    h.pause();
-    const pushes = Array.from({ length: 200 }, (_, i) => message(i + 1, 1000));
-    const sizes = pushes.map((p) => p.frame("connect").byteLength);
-    // stream.write answers false from the push that takes its buffer to the high-water mark on.
-    let total = 0;
-    const over = sizes.filter((size) => (total += size) >= h.highWaterMark).length;
-    expect(over).toBeGreaterThan(0);
-    // The client reads nothing: its window (64 KiB) fills, and what is written beyond waits.
-    for (const p of pushes) h.sink.push(p);
-    expect(h.sink.queuedBytes()).toBe(total);
-    expect(h.sink.queuedPushes()).toBe(over);
-    await tick();
-    expect(h.writes()).toBe(1);
-    expect(h.sink.queuedBytes()).toBeGreaterThan(total / 2);
-    expect(h.sink.queuedPushes()).toBe(over);
-    h.sink.push(message(201, 1000));
-    expect(h.sink.queuedPushes()).toBe(over + 1);
+    expect(h.writes()).toBe(3);
+    h.sink.end(undefined);
+    expect(frames(await h.body).map(seqOf)).toEqual([1, 2, 3]);
   });
 
   it("with a push flush delay, holds pushes of several ticks for one write, and an answer takes the waiting pushes with it", async () => {
@@ -133,16 +93,55 @@ describe("StreamSink", () => {
     await tick();
     expect(h.writes()).toBe(0);
     h.sink.reply(create(ConnectResponseSchema, { requestId: 9n, frame: { case: "pong", value: {} } }));
-    await tick();
     expect(h.writes()).toBe(1);
-    h.sink.push(message(3));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(h.writes()).toBe(1);
-    h.sink.push(message(4));
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    h.sink.reply(create(ConnectResponseSchema, { requestId: 10n, frame: { case: "pong", value: {} } }));
     expect(h.writes()).toBe(2);
+    h.sink.push(message(3));
+    await wait(50);
+    expect(h.writes()).toBe(2);
+    for (let seq = 4; seq <= 50; seq++) h.sink.push(message(seq));
+    await wait(250);
+    expect(h.writes()).toBe(3);
     h.sink.end(undefined);
     const got = frames(await h.body);
-    expect(got.map((f) => (f.frame.case === "pong" ? "pong" : seqOf(f)))).toEqual([1, 2, "pong", 3, 4]);
+    expect(got.map((f) => (f.frame.case === "pong" ? `pong ${f.requestId}` : seqOf(f)))).toEqual([
+      1,
+      2,
+      "pong 9",
+      "pong 10",
+      ...Array.from({ length: 48 }, (_, i) => i + 3),
+    ]);
+  });
+
+  it("writes the waiting pushes before the disconnect that ends the stream", async () => {
+    const h = await harness(10_000);
+    for (let seq = 1; seq <= 3; seq++) h.sink.push(message(seq));
+    h.sink.end(create(DisconnectSchema, { reason: DisconnectReason.SERVER_SHUTDOWN, message: "bye" }));
+    h.sink.push(message(4));
+    const got = frames(await h.body);
+    expect(got.map((f) => f.frame.case)).toEqual(["message", "message", "message", "disconnect"]);
+    expect(got.slice(0, 3).map(seqOf)).toEqual([1, 2, 3]);
+  });
+
+  it("counts waiting pushes against the bounds as the stream would: bytes at once, pushes from the high-water mark on", async () => {
+    const h = await harness(100);
+    h.pause();
+    const pushes = Array.from({ length: 200 }, (_, i) => message(i + 1, 1000));
+    const sizes = pushes.map((p) => p.frame("connect").byteLength);
+    // stream.write answers false from the push that takes its buffer to the high-water mark on.
+    let total = 0;
+    const over = sizes.filter((size) => (total += size) >= h.highWaterMark).length;
+    expect(over).toBeGreaterThan(0);
+    // The client reads nothing: its window (64 KiB) fills, and what is written beyond waits.
+    for (const p of pushes) h.sink.push(p);
+    expect(h.writes()).toBe(0);
+    expect(h.sink.queuedBytes()).toBe(total);
+    expect(h.sink.queuedPushes()).toBe(over);
+    await wait(200);
+    expect(h.writes()).toBe(1);
+    expect(h.sink.queuedBytes()).toBeGreaterThan(total / 2);
+    expect(h.sink.queuedPushes()).toBe(over);
+    h.sink.push(message(201, 1000));
+    expect(h.sink.queuedPushes()).toBe(over + 1);
   });
 });
