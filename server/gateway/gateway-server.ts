@@ -97,7 +97,7 @@ export const DEFAULT_EDGE_LIMITS: EdgeLimits = {
   maxConcurrentStreams: 8,
   maxHeaderListBytes: 16 * 1024,
   maxSessionMemoryMb: 10,
-  handshakeTimeoutMs: 10_000,
+  handshakeTimeoutMs: 30_000,
   connectionsPerUserMax: 16,
 };
 
