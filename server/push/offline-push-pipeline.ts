@@ -7,7 +7,7 @@ import type { EventSink } from "../core/events.js";
 import type { ConversationRecord, StoredMessage } from "../core/model.js";
 import { OfflinePushDecider, type AppendedMessage, type NotifyDecision, type OfflinePushOptions } from "../core/offline-push.js";
 import { PresenceLeases, type PresenceChange } from "../core/push-presence.js";
-import { rendezvousScore } from "../route/owners.js";
+import { rendezvousWinner } from "../route/owners.js";
 import type { OfflinePushCounters } from "../observe/gateway-metrics.js";
 import { GroupMembersCache, type ListMembers } from "./group-members-cache.js";
 import type { PushDispatcher } from "./push-dispatcher.js";
@@ -326,16 +326,5 @@ function fromWire(appended: PushAppended): AppendedMessage {
 
 /** The live process with the highest rendezvous score for the user. */
 export function homeOf(processes: readonly string[], userId: string): string {
-  if (processes.length === 1) return processes[0]!;
-  const key = `u:${userId}`;
-  let best = -1;
-  let home = processes[0]!;
-  for (const process of processes) {
-    const score = rendezvousScore(process, key);
-    if (score > best) {
-      best = score;
-      home = process;
-    }
-  }
-  return home;
+  return processes.length === 1 ? processes[0]! : rendezvousWinner(processes, `u:${userId}`);
 }

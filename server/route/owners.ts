@@ -41,18 +41,25 @@ export class OwnerSet {
     if (this.#members.length === 1) return this.#members[0]!;
     let owner = this.#cache.get(conversationId);
     if (owner !== undefined) return owner;
-    let best = -1;
-    for (const member of this.#members) {
-      const score = rendezvousScore(member, conversationId);
-      if (score > best) {
-        best = score;
-        owner = member;
-      }
-    }
+    owner = rendezvousWinner(this.#members, conversationId);
     if (this.#cache.size >= this.#cacheMax) this.#cache.clear();
-    this.#cache.set(conversationId, owner!);
-    return owner!;
+    this.#cache.set(conversationId, owner);
+    return owner;
   }
+}
+
+/** The member of `members` (not empty) with the highest rendezvous score for `key`. */
+export function rendezvousWinner(members: readonly string[], key: string): string {
+  let winner = members[0]!;
+  let best = -1;
+  for (const member of members) {
+    const score = rendezvousScore(member, key);
+    if (score > best) {
+      best = score;
+      winner = member;
+    }
+  }
+  return winner;
 }
 
 function normalize(self: string, members: readonly string[]): string[] {
