@@ -1,17 +1,20 @@
 /**
  * Idle long-connection benchmark: `npm run bench:idle [-- --connections 10000 --idle-s 60
- * --ping-s 15 --workers 1 --clients 2]`. Opens N lean long connections (raw HTTP/2 gRPC
+ * --ping-s 15 --workers 1 --clients 2 --server gateway|bare]`. Opens N lean long connections (raw HTTP/2 gRPC
  * streams from `clients` processes over four loopback source addresses), each of its own user,
  * as fast as the server accepts them; then lets them idle while every client sends an HTTP/2
  * PING every `ping-s` seconds (the keepalive gRPC clients use; the server's HTTP/2 stack
  * answers it). Prints the accept rate, server RSS per connection after the ramp and after the
  * idle period (over every server process), server CPU per heartbeat while idle, and the PING
- * round trip (p50/p99). Figures, not a test.
+ * round trip (p50/p99). `--server bare` measures the floor instead: a bare node:http2 server
+ * with the gateway's HTTP/2 settings that only answers each stream's headers
+ * (bench/support/bare-h2-server.ts). Figures, not a test.
  */
 import { fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as hdr from "hdr-histogram-js";
 import { DEV_JWT_SECRET, mintToken } from "../server/gateway/auth.js";
@@ -87,8 +90,10 @@ async function coordinator(): Promise<void> {
       workers: { type: "string", default: "1" },
       clients: { type: "string", default: "2" },
       parallel: { type: "string", default: "64" },
+      server: { type: "string", default: "gateway" },
     },
   });
+  if (args.server !== "gateway" && args.server !== "bare") throw new Error(`--server must be gateway or bare, not ${args.server}`);
   const n = Number(args.connections);
   const workers = Number(args.workers);
   const clients = Number(args.clients);
@@ -96,12 +101,11 @@ async function coordinator(): Promise<void> {
   const idleS = Number(args["idle-s"]);
   const run = Math.random().toString(36).slice(2, 8);
   const dir = mkdtempSync(join(tmpdir(), "idle-bench-"));
-  const node = await startNodeProcess(["--workers", String(workers), "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal"], serverEnv());
-  const url = `http://127.0.0.1:${node.port}`;
-  const pids = new Set<number>();
-  for (let i = 0; i < 400 && pids.size < workers; i++) pids.add((await fetchStats(node.port)).pid);
+  const server = args.server === "bare" ? await startBareServer() : await startGateway(workers, dir);
+  const url = `http://127.0.0.1:${server.port}`;
+  const pids = server.pids;
   process.stdout.write(
-    `idle benchmark: ${n} connections, ${workers} worker(s), ${clients} client processes, PING every ${pingS} s, ${idleS} s idle; ` +
+    `idle benchmark: ${n} connections, ${args.server === "bare" ? "bare node:http2 server (the floor)" : `${workers} worker(s)`}, ${clients} client processes, PING every ${pingS} s, ${idleS} s idle; ` +
       `${cpus().length} x ${cpus()[0]?.model ?? "?"}, Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}\n`,
   );
   const tokens = await Promise.all(Array.from({ length: n }, (_, i) => mintToken(DEV_JWT_SECRET, `ib${run}-u${i}`)));
@@ -149,8 +153,45 @@ async function coordinator(): Promise<void> {
       `| ${live} | ${Math.round(live / (rampMs / 1000))} | ${((cpuRamp * 1000) / live).toFixed(3)} | ${kib(rssRamp - rss0)} | ${kib(rssIdle - rss0)} | ${(idleCpu / idleWall).toFixed(3)} | ${Math.round(pings / idleWall)} | ${((idleCpu * 1000) / Math.max(1, pings)).toFixed(3)} | ${(merged.getValueAtPercentile(50) / 1000).toFixed(2)} | ${(merged.getValueAtPercentile(99) / 1000).toFixed(2)} | ${failed} | ${reports.reduce((s, r) => s + r.closed, 0)} |\n`,
   );
   for (const c of children) c.send({ type: "stop" });
-  node.kill("SIGTERM");
-  await node.exited;
+  await server.stop();
   rmSync(dir, { recursive: true, force: true });
+}
+
+interface BenchServer {
+  readonly port: number;
+  /** The processes whose CPU and memory count. */
+  readonly pids: ReadonlySet<number>;
+  stop(): Promise<void>;
+}
+
+async function startGateway(workers: number, dir: string): Promise<BenchServer> {
+  const node = await startNodeProcess(["--workers", String(workers), "--port", "0", "--data-dir", dir, "--sqlite-sync", "normal"], serverEnv());
+  const pids = new Set<number>();
+  for (let i = 0; i < 400 && pids.size < workers; i++) pids.add((await fetchStats(node.port)).pid);
+  return {
+    port: node.port,
+    pids,
+    async stop() {
+      node.kill("SIGTERM");
+      await node.exited;
+    },
+  };
+}
+
+async function startBareServer(): Promise<BenchServer> {
+  const child = fork(fileURLToPath(new URL("./support/bare-h2-server.ts", import.meta.url)), [], { execArgv: ["--import", "tsx"], env: serverEnv() });
+  const { port, pid } = await new Promise<{ port: number; pid: number }>((resolve, reject) => {
+    child.once("message", resolve);
+    child.once("exit", (code) => reject(new Error(`the bare server exited (${code})`)));
+  });
+  return {
+    port,
+    pids: new Set([pid]),
+    async stop() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
 }
 
