@@ -226,9 +226,8 @@ export class ClientCore<M extends ChainMessage> {
   answered(link: number, requestId: number, answer: Answer<M>): void {
     if (link !== this.#link) return;
     this.#heartbeat.heard(this.#s.clock.nowMs());
-    const purpose = this.#inFlight?.get(requestId);
+    const purpose = this.#takeInFlight(requestId);
     if (purpose === undefined) return;
-    this.#inFlight!.delete(requestId);
     if (purpose.kind !== answer.kind) {
       this.#drop("protocol-error");
       return;
@@ -266,9 +265,8 @@ export class ClientCore<M extends ChainMessage> {
   failed(link: number, requestId: number, failure: RequestFailure): void {
     if (link !== this.#link) return;
     this.#heartbeat.heard(this.#s.clock.nowMs());
-    const purpose = this.#inFlight?.get(requestId);
+    const purpose = this.#takeInFlight(requestId);
     if (purpose === undefined) return;
-    this.#inFlight!.delete(requestId);
     if (failure.unauthenticated) {
       if (purpose.kind === "markRead") this.#host.markReadSettled(purpose.handle, { ok: false, failure });
       this.#host.error(failure.cause);
@@ -434,7 +432,7 @@ export class ClientCore<M extends ChainMessage> {
     if ((inFlight === undefined || inFlight.size === 0) && (queue === undefined || queue.length === 0)) return;
     // Detached before the app hears of it: a markRead it makes in reply must not land in them.
     const settled = inFlight === undefined ? [] : [...inFlight.values()];
-    inFlight?.clear();
+    this.#inFlight = undefined;
     this.#queue = undefined;
     this.#markReadsQueued = 0;
     const outcome = { ok: false as const, failure };
@@ -466,8 +464,7 @@ export class ClientCore<M extends ChainMessage> {
   /** Writes a request, or queues it while the link has requestsInFlightMax in flight. */
   #issue(request: ClientRequest, purpose: Purpose): void {
     if (!this.#ready) return;
-    const inFlight = (this.#inFlight ??= new Map());
-    if (inFlight.size >= this.#s.requestsInFlightMax) {
+    if ((this.#inFlight?.size ?? 0) >= this.#s.requestsInFlightMax) {
       (this.#queue ??= []).push({ request, purpose });
       if (purpose.kind === "markRead") this.#markReadsQueued++;
       return;
@@ -475,16 +472,26 @@ export class ClientCore<M extends ChainMessage> {
     this.#write(request, purpose);
   }
 
+  /** Removes and returns what request `requestId` was for; an emptied map goes (most clients are idle most of the time). */
+  #takeInFlight(requestId: number): Purpose | undefined {
+    const inFlight = this.#inFlight;
+    const purpose = inFlight?.get(requestId);
+    if (purpose === undefined) return undefined;
+    inFlight!.delete(requestId);
+    if (inFlight!.size === 0) this.#inFlight = undefined;
+    return purpose;
+  }
+
   #write(request: ClientRequest, purpose: Purpose): void {
     const requestId = ++this.#nextRequestId;
-    this.#inFlight!.set(requestId, purpose);
+    (this.#inFlight ??= new Map()).set(requestId, purpose);
     this.#heartbeat.sent(this.#s.clock.nowMs());
     this.#host.write(this.#link, requestId, request);
   }
 
   #drain(): void {
     const queue = this.#queue;
-    while (this.#ready && queue !== undefined && queue.length > 0 && this.#inFlight!.size < this.#s.requestsInFlightMax) {
+    while (this.#ready && queue !== undefined && queue.length > 0 && (this.#inFlight?.size ?? 0) < this.#s.requestsInFlightMax) {
       const next = queue.shift()!;
       if (next.purpose.kind === "markRead") this.#markReadsQueued--;
       this.#write(next.request, next.purpose);

@@ -98,8 +98,11 @@ interface ConversationState<M> {
   readonly id: string;
   lastSeq: number;
   readSeq: number;
-  /** Out-of-order messages by their prevSeq: the chain makes prevSeq unique per message. */
-  readonly pending: Map<number, Buffered<M>>;
+  /**
+   * Out-of-order messages by their prevSeq: the chain makes prevSeq unique per message.
+   * NOTHING_PENDING (shared, never written) until the first one is buffered.
+   */
+  pending: Map<number, Buffered<M>>;
   /** A fetch is in flight. */
   fetching: boolean;
   /** The afterSeq of the last fetch issued: no progress past it means the server cannot close the gap. */
@@ -118,6 +121,15 @@ interface ConversationState<M> {
 
 type Phase = "offline" | "syncing" | "live";
 
+/**
+ * The empty maps that a conversation's buffer and an engine's conversations start as, until
+ * their first entry: most conversations never buffer and most clients of a large population
+ * know no conversation, and a map per one would be most of their memory. Only read: the
+ * first write replaces it with a map of its own.
+ */
+const NOTHING_PENDING = new Map<number, never>();
+const NO_CONVERSATIONS = new Map<string, never>();
+
 const PENDING_MAX_DEFAULT = 1024;
 
 /**
@@ -131,7 +143,8 @@ export const REORDER_WINDOW_MS_DEFAULT = 50;
 
 /** The per-connection-lifetime sync state machine. See the file comment. */
 export class SyncEngine<M extends ChainMessage> {
-  readonly #conversations = new Map<string, ConversationState<M>>();
+  /** NO_CONVERSATIONS until the first conversation is known. */
+  #conversations: Map<string, ConversationState<M>> = NO_CONVERSATIONS;
   /** Conversations whose first hole waits for its reorder window (allocated on first use: most clients never wait). */
   #waiting: Set<ConversationState<M>> | undefined;
   readonly #pendingMax: number;
@@ -302,7 +315,8 @@ export class SyncEngine<M extends ChainMessage> {
   #state(conversationId: string): ConversationState<M> {
     let state = this.#conversations.get(conversationId);
     if (state === undefined) {
-      state = { id: conversationId, lastSeq: 0, readSeq: 0, pending: new Map(), fetching: false, fetchAfter: 0, fetchUpTo: 0, overflowed: false, wantUpTo: 0, stuck: false, waitUntilMs: 0 };
+      state = { id: conversationId, lastSeq: 0, readSeq: 0, pending: NOTHING_PENDING, fetching: false, fetchAfter: 0, fetchUpTo: 0, overflowed: false, wantUpTo: 0, stuck: false, waitUntilMs: 0 };
+      if (this.#conversations === NO_CONVERSATIONS) this.#conversations = new Map();
       this.#conversations.set(conversationId, state);
     }
     return state;
@@ -324,10 +338,11 @@ export class SyncEngine<M extends ChainMessage> {
       } else if (!state.pending.has(m.prevSeq)) {
         if (state.pending.size >= this.#pendingMax) {
           // Bounded memory: forget the buffer and fetch everything up to the newest instead.
-          state.pending.clear();
+          state.pending = NOTHING_PENDING;
           state.wantUpTo = Infinity;
           state.overflowed = true;
         } else {
+          if (state.pending === NOTHING_PENDING) state.pending = new Map();
           state.pending.set(m.prevSeq, { message: m, dueAtMs });
         }
       }

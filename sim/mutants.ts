@@ -44,8 +44,8 @@ export const MUTANTS: readonly Mutant[] = [
     name: "engine-overflow-no-refetch",
     bug: "the sync engine's reorder buffer overflows, forgets its messages and does not fetch them",
     file: "client/sync-engine.ts",
-    find: "state.pending.clear();\n          state.wantUpTo = Infinity;",
-    replace: "state.pending.clear();",
+    find: "state.pending = NOTHING_PENDING;\n          state.wantUpTo = Infinity;",
+    replace: "state.pending = NOTHING_PENDING;",
     scenarios: ["chaos", "group-fanout"],
     // The default buffer (1,024 messages) never fills in small runs; with room for one, the
     // second push that waits out of order overflows it.

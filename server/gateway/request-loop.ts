@@ -5,6 +5,7 @@ import { ConnectRequestSchema, ConnectResponseSchema, PingResponseSchema, type C
 import type { Clock } from "../core/clock.js";
 import { isCallFrame } from "./call-frames.js";
 import type { Connection } from "./connection.js";
+import { plainlyValid } from "./frame-precheck.js";
 import { toConnectError, toRequestError } from "./errors.js";
 import type { GatewayOperations } from "./gateway-operations.js";
 import type { RequestValidator } from "./request-validator.js";
@@ -60,7 +61,8 @@ export class RequestLoop {
     const conn = this.#conn;
     conn.heard(clock.nowMs());
     if (conn.ending) return false;
-    const invalid = validator.check(ConnectRequestSchema, frame);
+    // Pings and plain syncs are checked by hand against the same rules; refusals are protovalidate's.
+    const invalid = plainlyValid(frame) ? undefined : validator.check(ConnectRequestSchema, frame);
     if (invalid !== undefined) {
       this.#deps.observer?.refused(frameMethod(frame.frame.case), invalid.code);
       conn.reply(create(ConnectResponseSchema, { requestId: frame.requestId, frame: { case: "error", value: toRequestError(invalid) } }));

@@ -30,6 +30,7 @@ export interface HubStats {
 
 interface UserEntry {
   readonly userId: string;
+  /** Made with its first connection: a literal of one holds one slot, an empty array that is pushed to holds 17. */
   readonly subscribers: Subscriber[];
   /** The groups indexed for this user: exactly those whose channel delivers to it (made on the first). */
   groups: Set<string> | undefined;
@@ -40,6 +41,9 @@ interface UserEntry {
   /** Detached while loading. */
   gone: boolean;
 }
+
+/** The `ready` of a user whose channels and groups are in place. */
+const LOADED: Promise<void> = Promise.resolve();
 
 /**
  * One process's index of who listens where (centrifuge's Hub): user -> its local
@@ -90,12 +94,19 @@ export class Hub {
   async attach(subscriber: Subscriber): Promise<void> {
     let entry = this.#users.get(subscriber.userId);
     if (entry === undefined) {
-      entry = { userId: subscriber.userId, subscribers: [], groups: undefined, ready: Promise.resolve(), queued: [], gone: false };
+      entry = { userId: subscriber.userId, subscribers: [subscriber], groups: undefined, ready: LOADED, queued: [], gone: false };
       this.#users.set(subscriber.userId, entry);
-      entry.ready = this.#load(entry);
+      const loading = this.#load(entry);
+      entry.ready = loading;
+      // Once loaded, the entry forgets its own promise (a promise per user stays live otherwise).
+      const loaded = entry;
+      loading.then(() => {
+        if (loaded.ready === loading) loaded.ready = LOADED;
+      }, () => {});
       this.#presence?.(entry.userId, true);
+    } else {
+      entry.subscribers.push(subscriber);
     }
-    entry.subscribers.push(subscriber);
     this.#subscribers++;
     try {
       await entry.ready;

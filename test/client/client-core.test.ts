@@ -287,6 +287,23 @@ describe("ClientCore", () => {
       expect(h.written("send").map((w) => (w.request as { send: PendingSend }).send.clientMsgId)).toEqual(["a", "b", "c"]);
     });
 
+    it("matches answers across the in-flight table emptying and filling again; a repeated answer is ignored", () => {
+      const h = new Harness({ requestsInFlightMax: 1 });
+      h.live();
+      h.core.send(send("a"));
+      const first = h.written("send")[0]!.requestId;
+      h.core.answered(h.link, first, { kind: "send", ack: ack("a", 1) });
+      h.core.send(send("b"));
+      h.core.send(send("c"));
+      expect(h.written("send").map((w) => (w.request as { send: PendingSend }).send.clientMsgId)).toEqual(["a", "b"]);
+      h.core.answered(h.link, first, { kind: "send", ack: ack("a", 1) });
+      expect(h.written("send")).toHaveLength(2);
+      h.core.answered(h.link, h.written("send")[1]!.requestId, { kind: "send", ack: ack("b", 2) });
+      h.core.answered(h.link, h.written("send")[2]!.requestId, { kind: "send", ack: ack("c", 3) });
+      expect(h.sends.map((s) => [s.id, s.outcome.ok])).toEqual([["a", true], ["b", true], ["c", true]]);
+      expect(h.core.outboxSize).toBe(0);
+    });
+
     it("fails markRead calls in flight when the link dies; syncs are redone on the next link", () => {
       const h = new Harness();
       h.live();

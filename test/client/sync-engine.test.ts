@@ -445,4 +445,24 @@ describe("SyncEngine properties", () => {
     const effects = arrive(engine, clock, L, 1, [{ delayMs: 5, copyDelayMs: null }, { delayMs: 0, copyDelayMs: null }]);
     expect(ofType(effects, "fetch").length).toBeGreaterThan(0);
   });
+
+  it("keeps each engine's conversations and buffer its own (engines start sharing one empty map)", () => {
+    const a = new SyncEngine<M>();
+    const b = new SyncEngine<M>();
+    live(a);
+    live(b);
+    const L = log("c", [1, 2, 3]);
+    expect(ofType(a.receive(L[2]!), "fetch")).toEqual([{ type: "fetch", conversationId: "c", afterSeq: 0, upToSeq: 2 }]);
+    expect(a.pendingCount()).toBe(1);
+    expect(a.cursors()).toEqual([{ conversationId: "c", lastSeq: 0, readSeq: 0 }]);
+    expect(b.pendingCount()).toBe(0);
+    expect(b.cursors()).toEqual([]);
+    expect(b.idle()).toBe(true);
+    b.receive(log("d", [1])[0]!);
+    expect(b.cursors()).toEqual([{ conversationId: "d", lastSeq: 1, readSeq: 0 }]);
+    expect(b.idle()).toBe(true);
+    expect(new SyncEngine<M>().cursors()).toEqual([]);
+    expect(delivered(a.fetchResult("c", L.slice(0, 2), false))).toEqual([1, 2, 3]);
+    expect(a.pendingCount()).toBe(0);
+  });
 });
