@@ -37,10 +37,32 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Whether the descriptors carry exactly the rules plainlyValid() was written for. */
+/**
+ * The fields of the frames plainlyValid() evaluates, as they were when it was written: a field
+ * added to one of them (a message field whose type has rules of its own, say) turns it off too.
+ */
+const FIELDS_WRITTEN_FOR: Readonly<Record<string, string>> = {
+  "im.v1.PingRequest": "client_time_ms:scalar",
+  "im.v1.SyncRequest": "cursors:list:im.v1.SyncCursor max_messages_per_conversation:scalar max_sessions:scalar",
+  "im.v1.SyncCursor": "conversation_id:scalar last_seq:scalar read_seq:scalar",
+};
+
+/** A message's fields as "name:kind[:message type]", in declaration order. */
+export function fieldShape(schema: DescMessage): string {
+  return schema.fields
+    .map((f) => {
+      const type = f.fieldKind === "message" ? f.message.typeName : f.fieldKind === "list" && f.listKind === "message" ? f.message.typeName : undefined;
+      return type === undefined ? `${f.name}:${f.fieldKind}` : `${f.name}:${f.fieldKind}:${type}`;
+    })
+    .join(" ");
+}
+
+/** Whether the descriptors carry exactly the rules (and, below the frame, the fields) plainlyValid() was written for. */
 export function precheckApplies(): boolean {
-  return [ConnectRequestSchema, PingRequestSchema, SyncRequestSchema, SyncCursorSchema].every(
-    (schema) => JSON.stringify(declaredRules(schema)) === JSON.stringify(RULES_WRITTEN_FOR[schema.typeName]),
+  return (
+    [ConnectRequestSchema, PingRequestSchema, SyncRequestSchema, SyncCursorSchema].every(
+      (schema) => JSON.stringify(declaredRules(schema)) === JSON.stringify(RULES_WRITTEN_FOR[schema.typeName]),
+    ) && [PingRequestSchema, SyncRequestSchema, SyncCursorSchema].every((schema) => fieldShape(schema) === FIELDS_WRITTEN_FOR[schema.typeName])
   );
 }
 

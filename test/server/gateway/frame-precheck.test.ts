@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ConnectRequestSchema, SendRequestSchema, type ConnectRequest } from "../../../gen/im/v1/gateway_pb.js";
-import { declaredRules, plainlyValid, precheckApplies } from "../../../server/gateway/frame-precheck.js";
+import { ConnectRequestSchema, SendRequestSchema, SyncRequestSchema, type ConnectRequest } from "../../../gen/im/v1/gateway_pb.js";
+import { declaredRules, fieldShape, plainlyValid, precheckApplies } from "../../../server/gateway/frame-precheck.js";
 import { createRequestValidator } from "../../../server/gateway/request-validator.js";
 
 const validator = createRequestValidator();
@@ -19,6 +19,13 @@ describe("plainlyValid", () => {
 
   it("reads the rules the descriptors declare", () => {
     expect(declaredRules(SendRequestSchema)).toMatchObject({ client_msg_id: { string: expect.any(Object) }, body: { required: true } });
+  });
+
+  it("tells a message with one more field from the one it was written for", () => {
+    expect(fieldShape(SyncRequestSchema)).toBe("cursors:list:im.v1.SyncCursor max_messages_per_conversation:scalar max_sessions:scalar");
+    const send = SendRequestSchema.fields.find((f) => f.fieldKind === "message")!;
+    const grown = { ...SyncRequestSchema, fields: [...SyncRequestSchema.fields, send] };
+    expect(fieldShape(grown)).toBe(`${fieldShape(SyncRequestSchema)} ${send.name}:message:${send.message!.typeName}`);
   });
 
   it("accepts the pings and syncs devices send", () => {
