@@ -2,6 +2,7 @@ import type { Answer, ClientRequest } from "../client/client-protocol.js";
 import type { StoredMessage } from "../server/core/model.js";
 import { AnswerChecker } from "./answer-checker.js";
 import type { Link } from "./network.js";
+import { PagedRestChecker, type HandledLink } from "./paged-rest-checker.js";
 import { PushChecker } from "./push-checker.js";
 import { ShownChecker, type ShownBoundConfig } from "./shown-checker.js";
 
@@ -19,10 +20,11 @@ export type CheckerName =
   | "stuck"
   | "access"
   | "shown"
+  | "pagedRest"
   | "invariant";
 
 /** Every checker, in report order. */
-export const CHECKERS: readonly CheckerName[] = ["order", "readOrder", "duplicate", "loss", "liveness", "pushOrder", "pushMissing", "answers", "fetches", "stuck", "access", "shown", "invariant"];
+export const CHECKERS: readonly CheckerName[] = ["order", "readOrder", "duplicate", "loss", "liveness", "pushOrder", "pushMissing", "answers", "fetches", "stuck", "access", "shown", "pagedRest", "invariant"];
 
 /** One violation: which checker, where, when, and what. */
 export interface Violation {
@@ -74,6 +76,8 @@ export interface CheckerOptions {
   readonly shown: ShownBoundConfig;
   /** The conversations a device's client knows (the sessions its sync pages through). */
   readonly sessionsOf: (device: CheckedDevice) => number;
+  /** The client's bound on requests in flight per link (ClientCoreOptions.requestsInFlightMax). */
+  readonly requestsInFlightMax: number;
 }
 
 /**
@@ -111,6 +115,8 @@ const EXAMPLES_MAX = 5;
  * - answers, fetches: the server's answers against the log, fetches per repaired gap (answer-checker.ts).
  * - stuck: a gap the client gave up on (the server could not close it).
  * - access: what adversarial clients could read or write (adversary.ts).
+ * - shown: a push that reached a live link shown within a bound (shown-checker.ts).
+ * - pagedRest: after a fetch answered has_more, the rest fetched at once (paged-rest-checker.ts).
  * - liveness: checked at the end by the simulation (simulation.ts) and reported here.
  */
 export class Checkers {
@@ -126,6 +132,7 @@ export class Checkers {
   readonly #pushes: PushChecker;
   readonly #answers: AnswerChecker;
   readonly #shown: ShownChecker;
+  readonly #pagedRest: PagedRestChecker;
   readonly #options: CheckerOptions;
   #first: Violation | undefined;
 
@@ -136,6 +143,12 @@ export class Checkers {
     this.#pushes = new PushChecker(this, options);
     this.#answers = new AnswerChecker(this, options);
     this.#shown = new ShownChecker(this, options.shown, options.sessionsOf);
+    this.#pagedRest = new PagedRestChecker(this, options.requestsInFlightMax, (device, id) => this.#prefix[device.index]?.get(id) ?? 0);
+  }
+
+  /** has_more fetch answers whose rest the pagedRest checker held the client to fetch at once. */
+  get pagedRestOwed(): number {
+    return this.#pagedRest.owed;
   }
 
   /** The longest a push waited on a live link before its client showed it (virtual ms). */
@@ -278,6 +291,31 @@ export class Checkers {
     this.#shown.handled(device, message.conversationId, index, this.#prefix[device.index]?.get(message.conversationId) ?? 0);
   }
 
+  /** The client of `device` took in a pushed `message` (after its engine saw it). */
+  took(device: CheckedDevice, message: CheckedMessage): void {
+    this.#pagedRest.took(device, message);
+  }
+
+  /** `device` runs a new client (its app closed and came back). */
+  clientReplaced(device: CheckedDevice): void {
+    this.#pagedRest.clientReplaced(device);
+  }
+
+  /** The client of `device` is about to handle `answer` to `request` (as its core is handed it). */
+  answering(device: CheckedDevice, request: ClientRequest, answer: Answer<CheckedMessage>): void {
+    this.#pagedRest.answering(device, request, answer);
+  }
+
+  /** The client of `device` handled `answer`; `link` says what its link looked like then. */
+  answerHandled(device: CheckedDevice, answer: Answer<CheckedMessage>, link: HandledLink): void {
+    this.#pagedRest.handled(device, answer, link);
+  }
+
+  /** The client of `device` wrote `request` on its link. */
+  wrote(device: CheckedDevice, request: ClientRequest): void {
+    this.#pagedRest.wrote(device, request);
+  }
+
   /** A device's client moved the read position it shows its app. */
   readMoved(device: CheckedDevice, conversationId: string, readSeq: number): void {
     let reads = this.#reads[device.index];
@@ -312,6 +350,7 @@ export class Checkers {
 
   /** The client gave up on a gap: the server's answer made no progress. */
   stuck(device: CheckedDevice, conversationId: string, lastSeq: number): void {
+    this.#pagedRest.stuck(device, conversationId);
     this.report("stuck", conversationId, device.name, `gap after seq ${lastSeq} reported stuck: a fetch of it brought nothing that chains (head ${this.head(conversationId)})`);
   }
 

@@ -1,3 +1,4 @@
+import type { Clock } from "../client/clock.js";
 import type { ChainMessage, SyncEffect, SyncLogic } from "../client/sync-engine.js";
 
 /**
@@ -22,10 +23,22 @@ export interface ClientBugs {
    * dropped, so what comes after the buffer shows only with the next push or the idle resync.
    */
   readonly overflowForgets?: boolean;
+  /**
+   * The rest of a paged range is fetched one reorder window late: the fetch the engine asks for
+   * after an answer that says has_more is held back for `reorderWindowMs`, as an engine that
+   * takes the page for the end of the range and waits for a buffered push's window would.
+   */
+  readonly delayPagedRest?: boolean;
+}
+
+/** The engine's time, for the bugs that hold effects back. */
+export interface BugTiming {
+  readonly clock: Clock;
+  readonly reorderWindowMs: number;
 }
 
 /** The engine with the bugs switched on in `bugs` (the engine itself unchanged underneath). */
-export function breakEngine<M extends ChainMessage>(engine: SyncLogic<M>, bugs: ClientBugs, pendingMax = Infinity): SyncLogic<M> {
+export function breakEngine<M extends ChainMessage>(engine: SyncLogic<M>, bugs: ClientBugs, pendingMax = Infinity, timing: BugTiming = { clock: { nowMs: () => 0 }, reorderWindowMs: 0 }): SyncLogic<M> {
   /** overflowForgets: per conversation, the seqs of pushes the engine holds out of order. */
   const held = new Map<string, number[]>();
   const overflows = (message: M): boolean => {
@@ -34,20 +47,44 @@ export function breakEngine<M extends ChainMessage>(engine: SyncLogic<M>, bugs: 
     held.set(message.conversationId, seqs);
     return message.seq > last && message.prevSeq !== last && !seqs.includes(message.seq) && seqs.length >= pendingMax;
   };
+  /** delayPagedRest: fetches held back, and when they may leave. */
+  let delayed: { readonly effect: SyncEffect<M>; readonly dueAtMs: number }[] = [];
   return {
     connected: () => engine.connected(),
-    disconnected: () => engine.disconnected(),
+    disconnected: () => {
+      // The engine forgets its fetches in flight; one held back here was never sent.
+      delayed = [];
+      engine.disconnected();
+    },
     syncResult: (answer) => engine.syncResult(answer),
-    fetchResult: (id, messages, hasMore) => engine.fetchResult(id, messages, hasMore),
+    fetchResult: (id, messages, hasMore) => {
+      const effects = engine.fetchResult(id, messages, hasMore);
+      if (bugs.delayPagedRest !== true || !hasMore) return effects;
+      const dueAtMs = timing.clock.nowMs() + timing.reorderWindowMs;
+      for (const effect of effects) if (effect.type === "fetch") delayed.push({ effect, dueAtMs });
+      return effects.filter((e) => e.type !== "fetch");
+    },
     fetchFailed: (id) => engine.fetchFailed(id),
     readPosition: (id, readSeq) => engine.readPosition(id, readSeq),
-    tick: () => engine.tick(),
-    nextDueMs: () => engine.nextDueMs(),
+    tick: () => {
+      const effects = engine.tick();
+      if (delayed.length === 0) return effects;
+      const now = timing.clock.nowMs();
+      for (const d of delayed) if (d.dueAtMs <= now) effects.push(d.effect);
+      delayed = delayed.filter((d) => d.dueAtMs > now);
+      return effects;
+    },
+    nextDueMs: () => {
+      const due = engine.nextDueMs();
+      if (delayed.length === 0) return due;
+      const held = Math.min(...delayed.map((d) => d.dueAtMs));
+      return due === undefined ? held : Math.min(due, held);
+    },
     cursors: () => engine.cursors(),
     cursor: (id) => engine.cursor(id),
     lastSeq: (id) => engine.lastSeq(id),
     pendingCount: () => engine.pendingCount(),
-    idle: () => engine.idle(),
+    idle: () => engine.idle() && delayed.length === 0,
     receive(message) {
       const before = engine.lastSeq(message.conversationId);
       if (bugs.overflowForgets === true && overflows(message)) return [];

@@ -70,7 +70,7 @@ export class ClientDriver implements DeviceDriver {
     this.#ctx = ctx;
     this.#tracing = ctx.trace.conversationId !== undefined;
     const { config, bugs, sched, faults } = ctx;
-    const broken = bugs.skipGapRepair === true || bugs.redeliverSeen === true || bugs.overflowForgets === true;
+    const broken = bugs.skipGapRepair === true || bugs.redeliverSeen === true || bugs.overflowForgets === true || bugs.delayPagedRest === true;
     this.#settings = clientSettings<ClientMessage>({
       clock: { nowMs: () => sched.nowMs },
       random: () => faults.rng.float(),
@@ -83,7 +83,7 @@ export class ClientDriver implements DeviceDriver {
       requestsInFlightMax: config.requestsInFlightMax,
       pendingMax: config.pendingMax,
       reorderWindowMs: config.reorderWindowMs,
-      createEngine: broken ? (options) => breakEngine(new SyncEngine<ClientMessage>(options), bugs, config.pendingMax) : undefined,
+      createEngine: broken ? (options) => breakEngine(new SyncEngine<ClientMessage>(options), bugs, config.pendingMax, { clock: options.clock!, reorderWindowMs: config.reorderWindowMs }) : undefined,
     });
   }
 
@@ -120,6 +120,7 @@ export class ClientDriver implements DeviceDriver {
     const restore: ClientRestore = { cursors: core.cursors(), outbox: core.outbox() };
     core.close();
     device.core = new ClientCore(this.#settings, device, restore);
+    this.#ctx.checkers.clientReplaced(device);
     device.wakeAt = Infinity;
   }
 
@@ -156,6 +157,7 @@ export class ClientDriver implements DeviceDriver {
         if (push.kind === "message") {
           this.#ctx.checkers.pushed(link, push.message);
           core.push(id, push.message);
+          this.#ctx.checkers.took(device, push.message);
           // A slow consumer's answers queue behind its pushes: the shown bound is not theirs.
           if (!device.slow) this.#ctx.checkers.pushHandled(device, push.message);
         } else if (push.kind === "read") core.readPushed(id, push.conversationId, push.readSeq);
@@ -191,11 +193,15 @@ export class ClientDriver implements DeviceDriver {
     }
     const answer: Answer<ClientMessage> | undefined = f.case === "sync" ? { kind: "sync", answer: syncAnswerOf(f.value) } : answerOf(f);
     if (answer === undefined) return;
-    if (request !== undefined) this.#ctx.checkers.answered(device, request, answer);
+    const checkers = this.#ctx.checkers;
+    if (request !== undefined) checkers.answered(device, request, answer);
     if (answer.kind === "fetch" && this.#tracing && request?.kind === "fetch") {
       this.#traceConversation(device, request.conversationId, `${device.name} fetch answer: ${answer.messages.length} messages${answer.hasMore ? ", more" : ""}`);
     }
-    core.answered(id, requestId, answer.kind === "fetch" && this.#ctx.bugs.dropFetchAnswers === true ? { kind: "fetch", messages: [], hasMore: false } : answer);
+    const handed: Answer<ClientMessage> = answer.kind === "fetch" && this.#ctx.bugs.dropFetchAnswers === true ? { kind: "fetch", messages: [], hasMore: false } : answer;
+    if (request !== undefined) checkers.answering(device, request, handed);
+    core.answered(id, requestId, handed);
+    if (request !== undefined) checkers.answerHandled(device, handed, { current: device.link === link && device.core === core, inFlight: (link.requests?.length ?? 0) / 2 });
     if (answer.kind === "fetch" && request?.kind === "fetch" && device.gaps !== undefined) this.#gapProgress(device, request.conversationId);
   }
 
@@ -274,6 +280,7 @@ export class ClientDriver implements DeviceDriver {
         break;
     }
     if (wire.kind !== "ping") link.wrote(requestId, wire);
+    this.#ctx.checkers.wrote(device, request);
     const frame = connectRequest(requestId, wire);
     if (bugs.fetchOneAtATime === true && frame.frame.case === "fetchRange") frame.frame.value.limit = 1;
     network.toNode({ kind: "request", link, request: frame });

@@ -59,7 +59,7 @@ export function formatText(result: SimResult, overrides: Partial<SimConfig>): st
       ["deliveries", String(s.deliveries)],
       ["publications", `${s.publications} (on the hop between processes: ${s.publicationsLost} lost, ${s.publicationsDuplicated} duplicated, ${s.publicationsReordered} reordered, ${s.publicationsCut} cut by partitions or crashes)`],
       ["pushes", `${s.pushes} (${s.framesLost} frames lost on dead links)`],
-      ["gaps", `${s.gapsFound} found, ${s.gapsRepaired} repaired, longest repair ${s.longestRepairMs} ms, ${s.stuck} stuck, longest wait of a push to be shown ${s.longestShownMs} ms`],
+      ["gaps", `${s.gapsFound} found, ${s.gapsRepaired} repaired, longest repair ${s.longestRepairMs} ms, ${s.stuck} stuck, longest wait of a push to be shown ${s.longestShownMs} ms, ${s.pagedRestOwed} has_more answers whose rest was owed at once`],
       ["connections", `${s.connects} connects, ${s.refused} refused, ${s.refusedStreams} streams refused, ${s.drops} dropped, ${s.clientTimeouts} client / ${s.serverTimeouts} server heartbeat timeouts, ${s.slowConsumerDisconnects} slow consumers, ${s.tokenExpiries} tokens expired, ${s.shutdownDisconnects} shutdowns, ${s.protocolErrors} protocol errors, ${s.failedRequests} after failed requests`],
       ["requests", `${s.syncs} syncs (${s.resyncs} idle resyncs), ${s.fetches} fetches, ${s.markReads} markReads, ${s.pings} pings`],
       ["store faults", `${s.storeTimeoutsAfterWrite} timeouts after write, ${s.storeFailuresBeforeWrite} failures before write, ${s.storeReadFailures} read failures, ${s.storeCutFailures} cut off`],

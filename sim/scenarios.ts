@@ -79,6 +79,8 @@ export interface SimConfig extends FaultConfig, ClientConfig {
   bugDropFetchAnswers: number;
   /** The client's reorder buffer, once full, forgets the pushes that do not fit and fetches nothing for them. */
   bugOverflowForgets: number;
+  /** The client fetches the rest of a range a fetch answered has_more for one reorder window late. */
+  bugDelayPagedRest: number;
   /** The store says everyone is a member of every conversation. */
   bugEveryoneIsMember: number;
   /** The store's readRange starts at afterSeq instead of after it. */
@@ -154,6 +156,7 @@ const BASE: SimConfig = {
   bugFetchOneAtATime: 0,
   bugDropFetchAnswers: 0,
   bugOverflowForgets: 0,
+  bugDelayPagedRest: 0,
   bugEveryoneIsMember: 0,
   bugReadFromCursor: 0,
   bugNoOwners: 0,

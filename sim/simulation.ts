@@ -106,6 +106,7 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
     isMember: (userId, conversationId) => workload!.isMember(userId, conversationId),
     shown: config,
     sessionsOf: (device) => devices[device.index]!.core.cursors().length,
+    requestsInFlightMax: config.requestsInFlightMax,
   });
   const backend = new StoreBackend(
     (message) => {
@@ -152,6 +153,7 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
       fetchOneAtATime: config.bugFetchOneAtATime === 1,
       dropFetchAnswers: config.bugDropFetchAnswers === 1,
       overflowForgets: config.bugOverflowForgets === 1,
+      delayPagedRest: config.bugDelayPagedRest === 1,
     },
   });
   devices = driver.devices;
@@ -277,6 +279,7 @@ export async function runSimulation(run: SimRun): Promise<SimResult> {
   if (end === "max-events" && run.stopAtEvent === undefined) checkers.report("invariant", "", "", `event budget of ${config.maxEvents} exhausted`);
   for (const device of driver.devices) if (device.link !== undefined) checkers.checkEndShown(device, device.link);
   stats.longestShownMs = checkers.longestShownMs;
+  stats.pagedRestOwed = checkers.pagedRestOwed;
   return {
     scenario: run.scenario,
     size: run.size,

@@ -62,6 +62,8 @@ export class Stats {
   longestRepairMs = 0;
   /** The longest a push waited on a live link before its client showed it (the shown checker). */
   longestShownMs = 0;
+  /** Fetch answers with has_more whose rest the client had to fetch at once (the pagedRest checker). */
+  pagedRestOwed = 0;
   /** Gaps the engines gave up on until the next sync. */
   stuck = 0;
   storeTimeoutsAfterWrite = 0;

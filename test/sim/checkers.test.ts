@@ -9,7 +9,7 @@ const alice = { index: 0, name: "u0/0", userId: "u0" };
 const bob = { index: 1, name: "u1/0", userId: "u1" };
 /** Shown bound: a 10 ms reorder window and 10 ms round trips (nothing but 4 ms of latency each way). */
 const SHOWN = { latencyMs: 3, jitterMs: 0, storeLatencyMs: 0, storeJitterMs: 0, reorderWindowMs: 10, fetchDefault: 10, syncSessionsDefault: 10 };
-const OPTIONS: CheckerOptions = { pushOrder: true, pushMissing: true, fetchPage: 10, isMember: (userId, id) => id === "g:g0" || id.includes(userId), shown: SHOWN, sessionsOf: () => 1 };
+const OPTIONS: CheckerOptions = { pushOrder: true, pushMissing: true, fetchPage: 10, isMember: (userId, id) => id === "g:g0" || id.includes(userId), shown: SHOWN, sessionsOf: () => 1, requestsInFlightMax: 4 };
 
 function msg(seq: number, clientMsgId = `0-${seq}`, conversationId = "g:g0"): StoredMessage {
   return { conversationId, seq, prevSeq: seq - 1, messageId: `m${conversationId}${seq}`, senderId: "u0", sentAtMs: 0, contentType: "text/plain", data: new Uint8Array(), clientMsgId };
