@@ -341,3 +341,87 @@ describe("shown checker", () => {
     expect(checkers.total()).toBe(0);
   });
 });
+
+describe("pagedRest checker", () => {
+  /** A log of 10 messages; alice has shown seqs 1-2 (OPTIONS: 4 requests in flight at most). */
+  function setup() {
+    const checkers = new Checkers({ nowMs: 0, events: 0 }, OPTIONS);
+    const log = Array.from({ length: 10 }, (_, i) => msg(i + 1));
+    for (const m of log) checkers.appended(m);
+    checkers.delivered(alice, log[0]!);
+    checkers.delivered(alice, log[1]!);
+    return { checkers, log };
+  }
+  const live = { current: true, inFlight: 0 };
+  /** alice's client handles the answer to a fetch of (2, upTo]: seqs 3-4 of the log, has_more; `during` runs meanwhile. */
+  function page(checkers: Checkers, log: StoredMessage[], upToSeq: number, during: () => void, link = live): void {
+    const request = { kind: "fetch" as const, conversationId: "g:g0", afterSeq: 2, upToSeq };
+    const answer = { kind: "fetch" as const, messages: [log[2]!, log[3]!], hasMore: true };
+    checkers.answering(alice, request, answer);
+    checkers.delivered(alice, log[2]!);
+    checkers.delivered(alice, log[3]!);
+    during();
+    checkers.answerHandled(alice, answer, link);
+  }
+  const rest = { kind: "fetch" as const, conversationId: "g:g0", afterSeq: 4, upToSeq: 8 };
+
+  it("the rest fetched while the answer is handled is no finding, and counts as owed", () => {
+    const { checkers, log } = setup();
+    page(checkers, log, 8, () => checkers.wrote(alice, rest));
+    expect(checkers.total()).toBe(0);
+    expect(checkers.pagedRestOwed).toBe(1);
+  });
+
+  it.each([
+    ["holding nothing of the conversation", [] as number[], 8, "up to seq 8 left seq 5 on not shown (shown up to seq 4, holding no message of it)"],
+    ["holding a pushed message inside the range (a reordered push that came while the page was in flight)", [6], 8, "holding seq 6)"],
+    ["holding the push whose prevSeq is the range's end", [9], 8, "holding seq 9)"],
+    ["after an open-ended fetch, whatever it holds", [9, 10], 0, "up to the newest left seq 5 on not shown"],
+  ])("a fetch of the rest that does not leave at once, %s", (_name, held, upToSeq, detail) => {
+    const { checkers, log } = setup();
+    for (const i of held) checkers.took(alice, log[i - 1]!);
+    page(checkers, log, upToSeq, () => checkers.wrote(alice, { ...rest, conversationId: "g:other" }));
+    expect(checkers.first).toMatchObject({ checker: "pagedRest", conversationId: "g:g0", device: "u0/0" });
+    expect(checkers.first?.detail).toContain(detail);
+    expect(checkers.reports().pagedRest.violations).toBe(1);
+  });
+
+  it.each([
+    ["the range was shown meanwhile (buffered pushes completed it)", 4, () => {}, live],
+    ["the client reported the gap stuck", 8, (c: Checkers) => c.stuck(alice, "g:g0", 4), live],
+    ["the link's request table is full", 8, () => {}, { current: true, inFlight: 4 }],
+    ["the link is gone", 8, () => {}, { current: false, inFlight: 0 }],
+  ])("owes nothing when %s", (_name, upToSeq, during, link) => {
+    const { checkers, log } = setup();
+    page(checkers, log, upToSeq, () => during(checkers), link);
+    expect(checkers.reports().pagedRest.violations).toBe(0);
+    expect(checkers.pagedRestOwed).toBe(0);
+  });
+
+  it("owes nothing when every message held lies past a hole that reaches beyond the range (it waits for that push's window)", () => {
+    const { checkers, log } = setup();
+    checkers.took(alice, log[9]!);
+    page(checkers, log, 8, () => {});
+    expect(checkers.total()).toBe(0);
+  });
+
+  it("forgets what a client held when the device runs a new one, and what it has shown since", () => {
+    const { checkers, log } = setup();
+    checkers.took(alice, log[5]!);
+    checkers.took(alice, log[9]!);
+    checkers.clientReplaced(alice);
+    checkers.took(alice, log[9]!);
+    page(checkers, log, 8, () => {});
+    expect(checkers.total()).toBe(0);
+  });
+
+  it("judges only answers that say has_more", () => {
+    const { checkers, log } = setup();
+    const request = { kind: "fetch" as const, conversationId: "g:g0", afterSeq: 2, upToSeq: 8 };
+    const answer = { kind: "fetch" as const, messages: [log[2]!], hasMore: false };
+    checkers.answering(alice, request, answer);
+    checkers.delivered(alice, log[2]!);
+    checkers.answerHandled(alice, answer, live);
+    expect(checkers.total()).toBe(0);
+  });
+});

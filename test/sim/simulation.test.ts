@@ -60,6 +60,7 @@ describe("runSimulation()", () => {
       ["the client loses its fetch answers", "chaos", { bugDropFetchAnswers: 1 }, "stuck", "reported stuck"],
       ["the store says everyone is a member", "chaos", { bugEveryoneIsMember: 1 }, "access", "instead of refused"],
       ["the client's full reorder buffer forgets pushes and fetches nothing for them", "group-fanout", { bugOverflowForgets: 1, pendingMax: 1 }, "shown", "its push reached the live link"],
+      ["the client fetches the rest of a paged range one reorder window late", "chaos", { bugDelayPagedRest: 1 }, "pagedRest", "no fetch of the rest left at once"],
     ] as const)("%s: %s", async (_name, scenario, bug, checker, detail) => {
       const result = await run(scenario, 1, bug);
       expect(result.ok).toBe(false);
@@ -68,6 +69,14 @@ describe("runSimulation()", () => {
       expect(result.first?.conversationId).not.toBe("");
       expect(result.checkers.invariant.violations).toBe(0);
     });
+  });
+
+  it("pagedRest: the production client fetches the rest of every paged range at once (and the checker had answers to judge)", async () => {
+    for (const seed of SEEDS) {
+      const result = await run("chaos", seed);
+      expect(result.checkers.pagedRest.violations).toBe(0);
+      expect(result.stats.pagedRestOwed).toBeGreaterThan(50);
+    }
   });
 
   it("turns the push checkers on only where the faults keep every push and its order", async () => {
