@@ -17,8 +17,9 @@ import { applyMutant, MUTANTS } from "../../sim/mutants.js";
  * reorder window of a push that arrived while the page was in flight (a push of an earlier
  * message, reordered), then fetches the same range. A delay of at most one reorder window
  * (50 ms) per page, which network jitter alone exceeds: no checker of what users see can
- * tell it apart. The same harness tells engine-overflow-no-refetch from the original, so it
- * is not blind.
+ * tell it apart. The simulator's pagedRest checker (sim/paged-rest-checker.ts) judges the
+ * engine's own contract instead and catches it. The same harness tells
+ * engine-overflow-no-refetch from the original, so it is not blind.
  */
 
 type M = ChainMessage & { readonly n: number };
@@ -136,7 +137,7 @@ function compareRuns(Original: EngineClass, Mutated: EngineClass, s: Script): Ou
   return outcome;
 }
 
-describe("mutants the checkers do not catch", () => {
+describe("mutants no checker of what users see catches", () => {
   it("engine-forgets-paged-rest first differs from the production SyncEngine by fetching the rest of a range up to one reorder window later", () => {
     pagedAnswers = 0;
     const outcomes = new Set<Outcome>();

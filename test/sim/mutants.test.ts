@@ -29,6 +29,11 @@ describe("sim mutants", () => {
     expect(formatMutants([outcome])).toContain("caught 1 of 1 mutants");
   });
 
+  it("runs at least a mutant's seedsMin seeds, whatever --seeds asks for", async () => {
+    const harmless: Mutant = { name: "harmless", bug: "a comment", file: "server/core/messaging.ts", find: "/** Messages of one conversation in (afterSeq, upToSeq], for gap repair and history. */", replace: "/** Messages in (afterSeq, upToSeq]. */", scenarios: ["chaos"], seedsMin: 2 };
+    expect(await runMutant(harmless, 1)).toMatchObject({ caught: false, seeds: 2, failed: 0 });
+  });
+
   it("an edit that changes nothing a checker sees is not caught (the runner reports a clean sweep as such)", async () => {
     const harmless: Mutant = { name: "harmless", bug: "a comment", file: "server/core/messaging.ts", find: "/** Messages of one conversation in (afterSeq, upToSeq], for gap repair and history. */", replace: "/** Messages in (afterSeq, upToSeq]. */", scenarios: ["chaos"] };
     const outcome = await runMutant(harmless, 1);
