@@ -45,8 +45,11 @@ export interface HandledLink {
  *
  * "Held" is what the client took in on its current life (pushes on its links, fetch and sync
  * answers, its own acknowledged sends) and has not shown, by log position; a new client (the
- * app closed and came back) starts empty. The engine's reorder buffer is a subset of it.
- * A conversation the engine dropped (a sync said the user left it) is no longer watched.
+ * app closed and came back) starts empty; a conversation a sync reports removed holds nothing.
+ * The engine's reorder buffer is a subset of it (a buffer that overflowed wants everything up
+ * to the newest, which is due at once), so the last exemption never misses a wait the engine
+ * is entitled to. No sync is in flight while a fetch is (the engine resyncs only when idle),
+ * so the engine is live whenever a fetch answer arrives.
  */
 export class PagedRestChecker {
   readonly #checkers: Checkers;
